@@ -1,0 +1,62 @@
+/* A compressed-tensors source: one .safetensors file or a model directory,
+ * seen as the list of dense tensors it decodes to.
+ *
+ * ct_source_open() reads and validates every header, finds the compression
+ * config (--config file, config.json, __metadata__, or inference from the
+ * tensor names) and builds a recipe per dense tensor; it decodes nothing.
+ * Afterwards the source is immutable: ct_source_read() may be called from
+ * any number of threads at once. */
+#ifndef CT_SOURCE_H
+#define CT_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "ct/config.h"
+#include "ct/dtype.h"
+#include "ct/err.h"
+#include "ct/st.h"
+
+typedef struct ct_source ct_source;
+
+typedef struct ct_open_opts {
+    const char *config_path;   /* explicit --config FILE, or NULL */
+    int keep_qparams;          /* keep weight_scale, zero points, g_idx, ... */
+} ct_open_opts;
+
+typedef struct ct_tensor {
+    const char *name;          /* dense name */
+    ct_dtype dtype;            /* dense dtype */
+    int ndim;
+    int64_t shape[CT_MAX_DIMS];
+    uint64_t nbytes;           /* dense bytes */
+    uint64_t stored_bytes;     /* bytes of the stored pieces it is decoded from */
+    const char *format;        /* "dense", "sparse-bitmask", "pack-quantized", ... */
+    size_t shard;              /* shard that holds its main stored piece */
+} ct_tensor;
+
+int ct_source_open(const char *path, const ct_open_opts *opts, ct_source **out, ct_err *err);
+void ct_source_close(ct_source *s);
+
+const char *ct_source_path(const ct_source *s);
+int ct_source_is_dir(const ct_source *s);
+/* Where the compression config came from, e.g. "config.json", "inferred
+ * from tensor names". */
+const char *ct_source_config_origin(const ct_source *s);
+const ct_config *ct_source_config(const ct_source *s);   /* may be NULL */
+
+size_t ct_source_nshards(const ct_source *s);
+/* File name of shard i relative to the source directory (the file's base
+ * name for a single-file source). */
+const char *ct_source_shard_name(const ct_source *s, size_t i);
+const ct_st *ct_source_shard(const ct_source *s, size_t i);
+
+size_t ct_source_ntensors(const ct_source *s);   /* sorted by name */
+const ct_tensor *ct_source_tensor(const ct_source *s, size_t i);
+long ct_source_find(const ct_source *s, const char *dense_name);
+
+/* Decode bytes [off, off+len) of dense tensor i into buf.  Thread-safe.
+ * Errors name the tensor; CT_ECHANGED when a source file changed. */
+int ct_source_read(const ct_source *s, size_t i, uint64_t off, uint64_t len,
+                   void *buf, ct_err *err);
+
+#endif

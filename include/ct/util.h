@@ -1,0 +1,47 @@
+/* Small shared helpers: checked arithmetic, little-endian loads, a growable
+ * byte buffer, full-length pread/write, file helpers. */
+#ifndef CT_UTIL_H
+#define CT_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include "ct/err.h"
+
+static inline int ct_mul_overflow_u64(uint64_t a, uint64_t b, uint64_t *r)
+{ return __builtin_mul_overflow(a, b, r); }
+static inline int ct_add_overflow_u64(uint64_t a, uint64_t b, uint64_t *r)
+{ return __builtin_add_overflow(a, b, r); }
+
+static inline uint64_t ct_load_le64(const void *p)
+{ uint64_t v; memcpy(&v, p, 8); return v; }   /* little-endian hosts only */
+static inline void ct_store_le64(void *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline uint32_t ct_load_le32(const void *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint16_t ct_load_le16(const void *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+typedef struct ct_buf { char *data; size_t len, cap; } ct_buf;
+int ct_buf_reserve(ct_buf *b, size_t extra);
+int ct_buf_put(ct_buf *b, const void *p, size_t n);
+int ct_buf_putc(ct_buf *b, char c);
+int ct_buf_puts(ct_buf *b, const char *s);
+int ct_buf_printf(ct_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ct_buf_free(ct_buf *b);
+
+/* Case-insensitive search of needle in a length-delimited haystack. */
+const char *ct_memmem_ci(const char *hay, size_t n, const char *needle);
+/* "[16, 256]" into buf; returns buf. */
+char *ct_shape_str(char *buf, size_t size, int ndim, const int64_t *shape);
+
+int ct_pread_full(int fd, void *buf, uint64_t len, uint64_t off, const char *label, ct_err *err);
+int ct_write_full(int fd, const void *buf, size_t len, const char *label, ct_err *err);
+/* Read a whole (small) file, NUL-terminated; max_size bounds it. */
+int ct_read_file(const char *path, size_t max_size, char **data, size_t *len, ct_err *err);
+/* Join a directory and a name into a malloc'd path. */
+char *ct_path_join(const char *dir, const char *name);
+/* Parse "256M", "1G", "4096", "64k" (binary units); -1 on error. */
+int ct_parse_size(const char *s, uint64_t *out);
+/* Escape a tensor name for printing: control characters and backslash as \xHH. */
+char *ct_escape_name(const char *name);
+
+#endif

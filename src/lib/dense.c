@@ -1,0 +1,337 @@
+#include "config.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cjson/cJSON.h>
+#include "ct/dense.h"
+#include "ct/pyjson.h"
+#include "ct/view.h"
+
+#define WRITE_CHUNK ((uint64_t)8 << 20)
+
+int ct_dense_index_json(const ct_source *src, char **out, size_t *len, ct_err *err)
+{
+    *out = NULL;
+    if (!ct_source_is_dir(src))
+        return 0;
+    char *ip = ct_path_join(ct_source_path(src), "model.safetensors.index.json");
+    struct stat sb;
+    int has = ip && stat(ip, &sb) == 0;
+    free(ip);
+    if (!has)
+        return 0;
+    uint64_t total = 0;
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *wm = cJSON_CreateObject();
+    int bad = !root || !meta || !wm;
+    for (size_t i = 0; !bad && i < ct_source_ntensors(src); i++) {
+        const ct_tensor *t = ct_source_tensor(src, i);
+        total += t->nbytes;
+        bad |= !cJSON_AddStringToObject(wm, t->name, ct_source_shard_name(src, t->shard));
+    }
+    bad = bad || !cJSON_AddNumberToObject(meta, "total_size", (double)total);
+    if (!bad) {
+        cJSON_AddItemToObject(root, "metadata", meta);
+        cJSON_AddItemToObject(root, "weight_map", wm);
+        meta = wm = NULL;
+    }
+    ct_buf b = {0};
+    bad = bad || ct_pyjson_write(&b, root, 1) || ct_buf_putc(&b, '\n');
+    cJSON_Delete(root);
+    cJSON_Delete(meta);
+    cJSON_Delete(wm);
+    if (bad) {
+        ct_buf_free(&b);
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+    }
+    *out = b.data;
+    *len = b.len;
+    return 0;
+}
+
+int ct_dense_config_json(const ct_source *src, char **out, size_t *len, ct_err *err)
+{
+    *out = NULL;
+    if (!ct_source_is_dir(src))
+        return 0;
+    char *cp = ct_path_join(ct_source_path(src), "config.json");
+    if (!cp)
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+    struct stat sb;
+    if (stat(cp, &sb) != 0) {
+        free(cp);
+        return 0;
+    }
+    char *text;
+    size_t n;
+    int rc = ct_read_file(cp, 64u << 20, &text, &n, err);
+    if (rc) {
+        free(cp);
+        return rc;
+    }
+    cJSON *root = cJSON_ParseWithLength(text, n);
+    free(text);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        rc = ct_fail(err, CT_EFORMAT, "%s: not a JSON object", cp);
+        free(cp);
+        return rc;
+    }
+    free(cp);
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "compression_config");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "sparsity_config");
+    ct_buf b = {0};
+    int bad = ct_pyjson_write(&b, root, 1) || ct_buf_putc(&b, '\n');
+    cJSON_Delete(root);
+    if (bad) {
+        ct_buf_free(&b);
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+    }
+    *out = b.data;
+    *len = b.len;
+    return 0;
+}
+
+int ct_write_view_fd(const ct_view *v, int fd, const char *label, ct_progress_fn progress, void *ctx,
+                     uint64_t *done, uint64_t total, ct_err *err)
+{
+    uint64_t size = ct_view_size(v);
+    char *buf = malloc(WRITE_CHUNK);
+    if (!buf)
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+    int rc = 0;
+    for (uint64_t off = 0; off < size && !rc; off += WRITE_CHUNK) {
+        uint64_t n = size - off < WRITE_CHUNK ? size - off : WRITE_CHUNK;
+        if (!(rc = ct_view_read(v, off, n, buf, err)))
+            rc = ct_write_full(fd, buf, n, label, err);
+        if (done) {
+            *done += n;
+            if (progress)
+                progress(ctx, *done, total);
+        }
+    }
+    free(buf);
+    return rc;
+}
+
+static int write_bytes_file(const char *path, const char *data, size_t len, ct_err *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return ct_fail(err, CT_EIO, "%s: cannot create: %s", path, strerror(errno));
+    int rc = ct_write_full(fd, data, len, path, err);
+    if (close(fd) != 0 && !rc)
+        rc = ct_fail(err, CT_EIO, "%s: %s", path, strerror(errno));
+    return rc;
+}
+
+static int copy_file(const char *from, const char *to, ct_err *err)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return ct_fail(err, CT_EIO, "%s: cannot open: %s", from, strerror(errno));
+    int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0) {
+        close(in);
+        return ct_fail(err, CT_EIO, "%s: cannot create: %s", to, strerror(errno));
+    }
+    char buf[1 << 16];
+    int rc = 0;
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = ct_fail(err, CT_EIO, "%s: read error: %s", from, strerror(errno));
+            break;
+        }
+        if (r == 0 || (rc = ct_write_full(out, buf, (size_t)r, to, err)))
+            break;
+    }
+    close(in);
+    if (close(out) != 0 && !rc)
+        rc = ct_fail(err, CT_EIO, "%s: %s", to, strerror(errno));
+    return rc;
+}
+
+static int write_view_file(const ct_source *src, size_t shard, const char *path, ct_progress_fn progress,
+                           void *ctx, uint64_t *done, uint64_t total, ct_err *err)
+{
+    ct_view *v;
+    int rc = ct_view_new(src, shard, &v, err);
+    if (rc)
+        return rc;
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        ct_view_free(v);
+        return ct_fail(err, CT_EIO, "%s: cannot create: %s", path, strerror(errno));
+    }
+    rc = ct_write_view_fd(v, fd, path, progress, ctx, done, total, err);
+    if (!rc && fsync(fd) != 0)
+        rc = ct_fail(err, CT_EIO, "%s: fsync: %s", path, strerror(errno));
+    if (close(fd) != 0 && !rc)
+        rc = ct_fail(err, CT_EIO, "%s: %s", path, strerror(errno));
+    ct_view_free(v);
+    return rc;
+}
+
+static void remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            char *p = ct_path_join(path, de->d_name);
+            if (p) {
+                struct stat sb;
+                if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+                    remove_tree(p);
+                else
+                    unlink(p);
+                free(p);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+
+static int is_shard(const ct_source *src, const char *name)
+{
+    for (size_t i = 0; i < ct_source_nshards(src); i++)
+        if (!strcmp(ct_source_shard_name(src, i), name))
+            return 1;
+    return 0;
+}
+
+static uint64_t dense_total(const ct_source *src)
+{
+    uint64_t total = 0;
+    for (size_t s = 0; s < ct_source_nshards(src); s++) {
+        ct_view *v;
+        if (ct_view_new(src, s, &v, NULL) == 0) {
+            total += ct_view_size(v);
+            ct_view_free(v);
+        }
+    }
+    return total;
+}
+
+static int write_dir(const ct_source *src, const char *tmpdir, ct_progress_fn progress, void *ctx, ct_err *err)
+{
+    int rc = 0;
+    uint64_t done = 0, total = dense_total(src);
+    for (size_t s = 0; s < ct_source_nshards(src) && !rc; s++) {
+        char *p = ct_path_join(tmpdir, ct_source_shard_name(src, s));
+        rc = p ? write_view_file(src, s, p, progress, ctx, &done, total, err) : ct_fail(err, CT_ENOMEM, "out of memory");
+        free(p);
+    }
+    char *text = NULL;
+    size_t len = 0;
+    const char *side[2] = {"model.safetensors.index.json", "config.json"};
+    for (int k = 0; k < 2 && !rc; k++) {
+        rc = k == 0 ? ct_dense_index_json(src, &text, &len, err) : ct_dense_config_json(src, &text, &len, err);
+        if (!rc && text) {
+            char *p = ct_path_join(tmpdir, side[k]);
+            rc = p ? write_bytes_file(p, text, len, err) : ct_fail(err, CT_ENOMEM, "out of memory");
+            free(p);
+        }
+        free(text);
+        text = NULL;
+    }
+    DIR *d = rc ? NULL : opendir(ct_source_path(src));
+    if (!rc && !d)
+        rc = ct_fail(err, CT_EIO, "%s: %s", ct_source_path(src), strerror(errno));
+    struct dirent *de;
+    while (!rc && d && (de = readdir(d))) {
+        const char *n = de->d_name;
+        if (!strcmp(n, ".") || !strcmp(n, "..") || is_shard(src, n) || !strcmp(n, side[0]) || !strcmp(n, side[1]))
+            continue;
+        char *from = ct_path_join(ct_source_path(src), n), *to = ct_path_join(tmpdir, n);
+        struct stat sb;
+        if (!from || !to)
+            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        else if (stat(from, &sb) == 0 && S_ISREG(sb.st_mode))
+            rc = copy_file(from, to, err);
+        free(from);
+        free(to);
+    }
+    if (d)
+        closedir(d);
+    return rc;
+}
+
+int ct_write_dense(const ct_source *src, const char *dst, int force, ct_progress_fn progress, void *ctx,
+                   ct_err *err)
+{
+    struct stat sb;
+    int exists = lstat(dst, &sb) == 0;
+    if (exists && !force)
+        return ct_fail(err, CT_EEXIST, "%s: already exists (use --force to replace it)", dst);
+    int dir = ct_source_is_dir(src);
+    if (exists && S_ISDIR(sb.st_mode) != dir)
+        return ct_fail(err, CT_EEXIST, "%s: exists and is %s; refusing to replace it", dst,
+                       dir ? "not a directory" : "a directory");
+    size_t n = strlen(dst);
+    char *tmp = malloc(n + 16), *old = malloc(n + 16);
+    if (!tmp || !old) {
+        free(tmp);
+        free(old);
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+    }
+    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", dst);
+    int rc;
+    if (!dir) {
+        int fd = mkstemp(tmp);
+        if (fd < 0) {
+            rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
+            goto out;
+        }
+        ct_view *v;
+        uint64_t done = 0;
+        rc = ct_view_new(src, 0, &v, err);
+        if (!rc) {
+            rc = ct_write_view_fd(v, fd, tmp, progress, ctx, &done, ct_view_size(v), err);
+            ct_view_free(v);
+        }
+        if (!rc && (fchmod(fd, 0644) != 0 || fsync(fd) != 0))
+            rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
+        if (close(fd) != 0 && !rc)
+            rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
+        if (!rc && rename(tmp, dst) != 0)
+            rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
+        if (rc)
+            unlink(tmp);
+        goto out;
+    }
+    if (!mkdtemp(tmp)) {
+        rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary directory: %s", tmp, strerror(errno));
+        goto out;
+    }
+    chmod(tmp, 0755);
+    rc = write_dir(src, tmp, progress, ctx, err);
+    if (!rc && exists) {
+        snprintf(old, n + 16, "%s.old.XXXXXX", dst);
+        if (!mkdtemp(old) || rename(dst, old) != 0)
+            rc = ct_fail(err, CT_EIO, "%s: cannot move the old directory aside: %s", dst, strerror(errno));
+    }
+    if (!rc && rename(tmp, dst) != 0)
+        rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
+    if (rc)
+        remove_tree(tmp);
+    else if (exists)
+        remove_tree(old);
+out:
+    free(tmp);
+    free(old);
+    return rc;
+}

@@ -1,0 +1,133 @@
+#include "config.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "ct/pyjson.h"
+
+int ct_exit_status(int code)
+{
+    switch (code) {
+    case CT_OK: return 0;
+    case CT_EUSAGE: return 1;
+    case CT_EIO: case CT_ECHANGED: return 2;
+    case CT_EFORMAT: return 3;
+    case CT_EUNSUPPORTED: return 4;
+    case CT_EEXIST: return 5;
+    default: return 6;
+    }
+}
+
+static unsigned utf8_next(const unsigned char **pp)
+{
+    const unsigned char *p = *pp;
+    unsigned c = *p++;
+    int extra = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+    if (extra)
+        c &= 0x3fu >> extra;
+    for (; extra && (*p & 0xc0) == 0x80; extra--)
+        c = (c << 6) | (*p++ & 0x3fu);
+    *pp = p;
+    return c;
+}
+
+int ct_pyjson_str(ct_buf *b, const char *s)
+{
+    int bad = ct_buf_putc(b, '"');
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p && !bad) {
+        unsigned c = *p;
+        if (c >= 0x80) {
+            c = utf8_next(&p);
+            if (c >= 0x10000) {
+                c -= 0x10000;
+                bad |= ct_buf_printf(b, "\\u%04x\\u%04x", 0xd800 + (c >> 10), 0xdc00 + (c & 0x3ff));
+            } else {
+                bad |= ct_buf_printf(b, "\\u%04x", c);
+            }
+            continue;
+        }
+        p++;
+        switch (c) {
+        case '"': bad |= ct_buf_puts(b, "\\\""); break;
+        case '\\': bad |= ct_buf_puts(b, "\\\\"); break;
+        case '\n': bad |= ct_buf_puts(b, "\\n"); break;
+        case '\r': bad |= ct_buf_puts(b, "\\r"); break;
+        case '\t': bad |= ct_buf_puts(b, "\\t"); break;
+        case '\b': bad |= ct_buf_puts(b, "\\b"); break;
+        case '\f': bad |= ct_buf_puts(b, "\\f"); break;
+        default: bad |= c < 0x20 ? ct_buf_printf(b, "\\u%04x", c) : ct_buf_putc(b, (char)c);
+        }
+    }
+    return bad | ct_buf_putc(b, '"');
+}
+
+static int put_number(ct_buf *b, double d)
+{
+    if (isnan(d))
+        return ct_buf_puts(b, "NaN");
+    if (isinf(d))
+        return ct_buf_puts(b, d > 0 ? "Infinity" : "-Infinity");
+    if (d == floor(d) && fabs(d) < 1e16)
+        return ct_buf_printf(b, "%.0f", d);
+    char tmp[64];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+        if (strtod(tmp, NULL) == d)
+            break;
+    }
+    /* Python writes a float with a '.' or an exponent. */
+    if (!strpbrk(tmp, ".e"))
+        strcat(tmp, ".0");
+    return ct_buf_puts(b, tmp);
+}
+
+static int cmp_items(const void *a, const void *b)
+{
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+static int write_at(ct_buf *b, const cJSON *v, int sort_keys, int depth)
+{
+    int bad = 0;
+    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+        int obj = cJSON_IsObject(v);
+        size_t n = (size_t)cJSON_GetArraySize(v);
+        if (n == 0)
+            return ct_buf_puts(b, obj ? "{}" : "[]");
+        const cJSON **items = malloc(n * sizeof *items);
+        if (!items)
+            return -1;
+        size_t i = 0;
+        for (const cJSON *c = v->child; c; c = c->next)
+            items[i++] = c;
+        if (obj && sort_keys)
+            qsort(items, n, sizeof *items, cmp_items);
+        bad |= ct_buf_putc(b, obj ? '{' : '[');
+        for (i = 0; i < n && !bad; i++) {
+            bad |= ct_buf_printf(b, "%s\n%*s", i ? "," : "", 2 * (depth + 1), "");
+            if (obj) {
+                bad |= ct_pyjson_str(b, items[i]->string);
+                bad |= ct_buf_puts(b, ": ");
+            }
+            bad |= write_at(b, items[i], sort_keys, depth + 1);
+        }
+        bad |= ct_buf_printf(b, "\n%*s%c", 2 * depth, "", obj ? '}' : ']');
+        free(items);
+        return bad;
+    }
+    if (cJSON_IsString(v))
+        return ct_pyjson_str(b, v->valuestring);
+    if (cJSON_IsNumber(v))
+        return put_number(b, v->valuedouble);
+    if (cJSON_IsTrue(v))
+        return ct_buf_puts(b, "true");
+    if (cJSON_IsFalse(v))
+        return ct_buf_puts(b, "false");
+    return ct_buf_puts(b, "null");
+}
+
+int ct_pyjson_write(ct_buf *b, const cJSON *v, int sort_keys)
+{
+    return write_at(b, v, sort_keys, 0);
+}

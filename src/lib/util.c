@@ -1,0 +1,218 @@
+#include "config.h"
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "ct/util.h"
+
+int ct_buf_reserve(ct_buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - b->len < extra) {
+        if (cap > SIZE_MAX / 2)
+            return -1;
+        cap *= 2;
+    }
+    char *p = realloc(b->data, cap);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+int ct_buf_put(ct_buf *b, const void *p, size_t n)
+{
+    if (ct_buf_reserve(b, n + 1))
+        return -1;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return 0;
+}
+
+int ct_buf_putc(ct_buf *b, char c) { return ct_buf_put(b, &c, 1); }
+int ct_buf_puts(ct_buf *b, const char *s) { return ct_buf_put(b, s, strlen(s)); }
+
+int ct_buf_printf(ct_buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || ct_buf_reserve(b, (size_t)n + 1))
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void ct_buf_free(ct_buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+}
+
+const char *ct_memmem_ci(const char *hay, size_t n, const char *needle)
+{
+    size_t k = strlen(needle);
+    if (k == 0)
+        return hay;
+    for (size_t i = 0; i + k <= n; i++) {
+        size_t j = 0;
+        while (j < k && tolower((unsigned char)hay[i + j]) == tolower((unsigned char)needle[j]))
+            j++;
+        if (j == k)
+            return hay + i;
+    }
+    return NULL;
+}
+
+char *ct_shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, size - o, "[");
+    for (int i = 0; i < ndim && o < size; i++)
+        o += (size_t)snprintf(buf + o, size - o, i ? ", %" PRId64 : "%" PRId64, shape[i]);
+    if (o < size)
+        snprintf(buf + o, size - o, "]");
+    return buf;
+}
+
+int ct_pread_full(int fd, void *buf, uint64_t len, uint64_t off, const char *label, ct_err *err)
+{
+    char *p = buf;
+    while (len) {
+        size_t chunk = len > (1u << 30) ? (1u << 30) : (size_t)len;
+        ssize_t r = pread(fd, p, chunk, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return ct_fail(err, CT_EIO, "%s: read error at offset %" PRIu64 ": %s", label, off, strerror(errno));
+        }
+        if (r == 0)
+            return ct_fail(err, CT_EIO, "%s: unexpected end of file at offset %" PRIu64, label, off);
+        p += r;
+        off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    return 0;
+}
+
+int ct_write_full(int fd, const void *buf, size_t len, const char *label, ct_err *err)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t r = write(fd, p, len);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return ct_fail(err, CT_EIO, "%s: write error: %s", label, strerror(errno));
+        }
+        p += r;
+        len -= (size_t)r;
+    }
+    return 0;
+}
+
+int ct_read_file(const char *path, size_t max_size, char **data, size_t *len, ct_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ct_fail(err, CT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return ct_fail(err, CT_EIO, "%s: not a readable regular file", path);
+    }
+    if ((uint64_t)sb.st_size > max_size) {
+        close(fd);
+        return ct_fail(err, CT_EFORMAT, "%s: %lld bytes is larger than the %zu-byte limit", path,
+                       (long long)sb.st_size, max_size);
+    }
+    char *buf = malloc((size_t)sb.st_size + 1);
+    if (!buf) {
+        close(fd);
+        return ct_fail(err, CT_ENOMEM, "%s: out of memory", path);
+    }
+    int rc = ct_pread_full(fd, buf, (uint64_t)sb.st_size, 0, path, err);
+    close(fd);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    buf[sb.st_size] = 0;
+    *data = buf;
+    if (len)
+        *len = (size_t)sb.st_size;
+    return 0;
+}
+
+char *ct_path_join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, a);
+    size_t o = a;
+    if (a && dir[a - 1] != '/')
+        p[o++] = '/';
+    memcpy(p + o, name, b + 1);
+    return p;
+}
+
+int ct_parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    if (!s || !*s || *s == '-')
+        return -1;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    unsigned shift = 0;
+    switch (*end) {
+    case 0: break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: return -1;
+    }
+    if (*end == 'i' && shift)
+        end++;
+    if (*end == 'B' || *end == 'b')
+        end++;
+    if (*end)
+        return -1;
+    if (shift && v > (UINT64_MAX >> shift))
+        return -1;
+    *out = (uint64_t)v << shift;
+    return 0;
+}
+
+char *ct_escape_name(const char *name)
+{
+    ct_buf b = {0};
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        int r = (*p < 0x20 || *p == 0x7f || *p == '\\') ? ct_buf_printf(&b, "\\x%02x", *p)
+                                                        : ct_buf_putc(&b, (char)*p);
+        if (r) {
+            ct_buf_free(&b);
+            return NULL;
+        }
+    }
+    if (!b.data && ct_buf_puts(&b, ""))
+        return NULL;
+    return b.data;
+}
