@@ -1,2 +1,77 @@
 #!/bin/sh
-exit 0
+# Command-line behaviour of ctls and mkct: help, version, usage errors,
+# exact listing output, JSON, name escaping, exit statuses.
+. "$top_srcdir/tests/programs/lib.sh"
+need_refvectors
+case_dir=$REFVECTORS/ct-0.14.0.1/w4a16_g128_asym_bf16
+
+for prog in "$MKCT" "$CTLS"; do
+    p=$(basename "$prog")
+    expect_exit 0 "$p --help" "$prog" --help
+    check "$p --help prints a usage line" grep -q "^Usage: $p " "$TMP/out"
+    expect_exit 0 "$p --version" "$prog" --version
+    check "$p --version names the package version" grep -q "^$p (ctfs) [0-9]" "$TMP/out"
+    expect_exit 1 "$p with an unknown option" "$prog" --no-such-option
+    expect_exit 1 "$p without arguments" "$prog"
+done
+expect_exit 2 "mkct on a missing file" "$MKCT" --format dense "$TMP/missing.safetensors" "$TMP/x"
+expect_exit 2 "ctls on a missing file" "$CTLS" "$TMP/missing.safetensors"
+check "the error names the file" grep -q "missing.safetensors" "$TMP/err"
+expect_exit 1 "mkct without --format" "$MKCT" "$case_dir/model.safetensors" "$TMP/o.safetensors"
+expect_exit 1 "mkct with an unknown format" "$MKCT" --format nope "$case_dir/model.safetensors" "$TMP/o.safetensors"
+check "no output left by failed runs" [ ! -e "$TMP/o.safetensors" ]
+
+# Exact listing of one case: the packed weight stores 2048 (packed) + 64
+# (scale) + 16 (zero point) + 16 (weight_shape) bytes.
+"$CTLS" "$case_dir/model.safetensors" >"$TMP/ls" 2>"$TMP/err"
+cat >"$TMP/want" <<'WANT'
+NAME                                 DTYPE    SHAPE      FORMAT                STORED         DENSE    RATIO
+lm_head.weight                       BF16     [4, 8]     dense                     64            64    1.00x
+model.layers.0.mlp.down_proj.weight  BF16     [16, 256]  pack-quantized          2144          8192    3.82x
+model.norm.weight                    BF16     [8]        dense                     16            16    1.00x
+total: 3 tensors, 2224 bytes stored, 8272 bytes dense, ratio 3.72x
+WANT
+check "ctls listing is exact" cmp -s "$TMP/ls" "$TMP/want"
+
+"$CTLS" --json "$REFVECTORS/ct-0.14.0.1/sparse_bitmask/sharded" >"$TMP/json"
+check "ctls --json is valid JSON with 9 tensors and per-tensor shards" /usr/bin/python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["total"]["tensors"] == 9, d["total"]
+t = {x["name"]: x for x in d["tensors"]}
+q = t["model.layers.0.self_attn.q_proj.weight"]
+assert q["format"] == "sparse-bitmask" and q["dtype"] == "F32" and q["shape"] == [16, 37], q
+assert q["dense_bytes"] == 16 * 37 * 4, q
+assert d["total"]["dense_bytes"] == sum(x["dense_bytes"] for x in d["tensors"])
+' "$TMP/json"
+
+# Control characters in names are escaped, never printed raw.
+/usr/bin/python3 - "$TMP/odd.safetensors" <<'PY'
+import json, struct, sys
+hdr = {"evil\nname\x1b[31m": {"dtype": "U8", "shape": [2], "data_offsets": [0, 2]}}
+h = json.dumps(hdr, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + b"\x01\x02")
+PY
+"$CTLS" "$TMP/odd.safetensors" >"$TMP/odd.out"
+check "ctls escapes control characters in names" grep -q 'evil\\x0aname\\x1b\[31m' "$TMP/odd.out"
+check "ctls prints no raw escape character" sh -c "! grep -q \"$(printf '\033')\" '$TMP/odd.out'"
+check "ctls output has one line per tensor plus header and total" [ "$(wc -l <"$TMP/odd.out")" = 3 ]
+
+# --force replaces an existing output atomically.
+echo old >"$TMP/d.safetensors"
+expect_exit 5 "mkct refuses an existing DST" "$MKCT" -q --format dense "$case_dir/model.safetensors" "$TMP/d.safetensors"
+check "existing DST untouched" grep -qx old "$TMP/d.safetensors"
+expect_exit 0 "mkct --force replaces DST" "$MKCT" -q --force --format dense "$case_dir/model.safetensors" "$TMP/d.safetensors"
+check "replaced DST decodes to expected" "$STCMP" "$TMP/d.safetensors" "$case_dir/expected.safetensors"
+check "no temporary files left" sh -c "[ \$(ls '$TMP' | grep -c tmp) = 0 ]"
+
+# Configuration lookup: an explicit --config wins; a source with no config
+# is inferred and says so.
+cp "$case_dir/model.safetensors" "$TMP/alone.safetensors"
+"$MKCT" --format dense "$TMP/alone.safetensors" "$TMP/alone.dense" 2>"$TMP/err"
+check "without config, mkct says formats are inferred" grep -q "inferred from tensor names" "$TMP/err"
+check "inferred decode still equals expected" "$STCMP" "$TMP/alone.dense" "$case_dir/expected.safetensors"
+"$MKCT" --format dense --config "$case_dir/config.json" "$TMP/alone.safetensors" "$TMP/alone2.dense" 2>"$TMP/err"
+check "--config is used and named" grep -q "config: $case_dir/config.json" "$TMP/err"
+finish
