@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,13 +75,17 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n)
     return (size_t)-1;
 }
 
+/* A non-negative integer; -1 if not one, -2 if above 2^53 (cJSON keeps
+ * numbers as doubles, so larger values cannot be read exactly). */
 static int json_u64(const cJSON *v, uint64_t *out)
 {
     if (!cJSON_IsNumber(v))
         return -1;
     double d = v->valuedouble;
-    if (!(d >= 0) || d > 9007199254740992.0 || d != (double)(uint64_t)d)
+    if (!(d >= 0) || d != floor(d))
         return -1;
+    if (d > 9007199254740992.0)
+        return -2;
     *out = (uint64_t)d;
     return 0;
 }
@@ -137,7 +142,10 @@ static int parse_tensor(const char *label, const cJSON *item, ct_st_tensor *t, c
     const cJSON *v;
     cJSON_ArrayForEach(v, shape) {
         uint64_t x;
-        if (json_u64(v, &x) != 0 || x > INT64_MAX)
+        int r = json_u64(v, &x);
+        if (r == -2)
+            return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': shape entry too large (above 2^53)", label, name);
+        if (r != 0)
             return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': shape entries must be non-negative integers",
                            label, name);
         t->shape[k++] = (int64_t)x;
