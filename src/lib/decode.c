@@ -12,9 +12,83 @@
 #include <string.h>
 #include "source_priv.h"
 #include "decode.h"
+#include "kernels.h"
 #include "ct/util.h"
 
-#define CHUNK_BYTES ((uint64_t)4 << 20)
+#define CHUNK_BYTES ((uint64_t)1 << 20)
+
+/* Per-thread scratch for one decode call: bump allocation, reset at the
+ * start of each ct_decode_elems; a call that needed more than the first
+ * block gets one block of the total size next time.  Freed at thread exit,
+ * so FUSE worker threads keep at most a few MiB each. */
+typedef struct arena {
+    char *base;
+    size_t cap, used, spill;
+    void **extra;
+    size_t nextra;
+} arena;
+
+static pthread_key_t arena_key;
+static pthread_once_t arena_once = PTHREAD_ONCE_INIT;
+
+static void arena_destroy(void *p)
+{
+    arena *a = p;
+    for (size_t i = 0; i < a->nextra; i++)
+        free(a->extra[i]);
+    free(a->extra);
+    free(a->base);
+    free(a);
+}
+
+static void arena_make_key(void) { pthread_key_create(&arena_key, arena_destroy); }
+
+static arena *arena_reset(void)
+{
+    pthread_once(&arena_once, arena_make_key);
+    arena *a = pthread_getspecific(arena_key);
+    if (!a) {
+        if (!(a = calloc(1, sizeof *a)))
+            return NULL;
+        pthread_setspecific(arena_key, a);
+    }
+    for (size_t i = 0; i < a->nextra; i++)
+        free(a->extra[i]);
+    a->nextra = 0;
+    if (a->spill) {
+        size_t want = a->cap + a->spill;
+        char *b = malloc(want);
+        if (b) {
+            free(a->base);
+            a->base = b;
+            a->cap = want;
+        }
+        a->spill = 0;
+    }
+    a->used = 0;
+    return a;
+}
+
+static void *aalloc(size_t n)
+{
+    arena *a = pthread_getspecific(arena_key);
+    n = (n + 63) & ~(size_t)63;
+    if (a->cap - a->used >= n) {
+        void *p = a->base + a->used;
+        a->used += n;
+        return p;
+    }
+    void **x = realloc(a->extra, (a->nextra + 1) * sizeof *x);
+    if (!x)
+        return NULL;
+    a->extra = x;
+    void *p = malloc(n);
+    if (p) {
+        a->extra[a->nextra++] = p;
+        a->spill += n;
+    }
+    return p;
+}
 
 static int nomem(ct_err *err, const ct_dtensor *t)
 {
@@ -98,9 +172,11 @@ static void value_table(const ct_recipe *r, float lut[256])
     }
 }
 
+/* (value - z) * s; a NaN code value stays itself (see kernels.c). */
 static inline float dq(const float *lut, uint8_t q, float z, float s)
 {
-    return (lut[q] - z) * s;
+    float v = lut[q];
+    return v != v ? v : (v - z) * s;
 }
 
 /* out[i] = round(out_dtype, (lut[q[i]] - z) * s), i < n. */
@@ -183,38 +259,14 @@ static void zp_pos(int nb, int layout_b, uint64_t rr, uint64_t *word, unsigned *
 /* ------------------------------------------------------------------ */
 /* sparse */
 
-static inline unsigned popcnt8(uint8_t b) { return (unsigned)__builtin_popcount(b); }
-
 static uint64_t popcount_bits(const uint8_t *m, uint64_t nbits)
 {
-    uint64_t n = 0, i = 0;
-    for (; i + 64 <= nbits; i += 64) {
-        uint64_t w;
-        memcpy(&w, m + i / 8, 8);
-        n += (uint64_t)__builtin_popcountll(w);
-    }
-    for (; i < nbits; i++)
-        n += (m[i >> 3] >> (i & 7)) & 1u;
-    return n;
+    return ct_k_popcount(m, nbits);
 }
 
-/* Scatter values into [c_lo, c_hi) of one row; vals points at the value
- * for the first set bit at or after c_lo; vals must be readable 8 elements
- * past the last one used. */
-CT_HOT static void scatter(const uint8_t *m, uint64_t c_lo, uint64_t c_hi, const char *vals, size_t es,
-                           char *dst)
+static void scatter(const uint8_t *m, uint64_t c_lo, uint64_t c_hi, const char *vals, size_t es, char *dst)
 {
-    uint64_t v = 0;
-    switch (es) {
-    case 1: { const uint8_t *s = (const void *)vals; uint8_t *d = (void *)dst;
-        for (uint64_t c = c_lo; c < c_hi; c++) { unsigned b = (m[c >> 3] >> (c & 7)) & 1u; uint8_t x = s[v]; d[c - c_lo] = b ? x : 0; v += b; } break; }
-    case 2: { const uint16_t *s = (const void *)vals; uint16_t *d = (void *)dst;
-        for (uint64_t c = c_lo; c < c_hi; c++) { unsigned b = (m[c >> 3] >> (c & 7)) & 1u; uint16_t x = s[v]; d[c - c_lo] = b ? x : 0; v += b; } break; }
-    case 4: { const uint32_t *s = (const void *)vals; uint32_t *d = (void *)dst;
-        for (uint64_t c = c_lo; c < c_hi; c++) { unsigned b = (m[c >> 3] >> (c & 7)) & 1u; uint32_t x = s[v]; d[c - c_lo] = b ? x : 0; v += b; } break; }
-    default: { const uint64_t *s = (const void *)vals; uint64_t *d = (void *)dst;
-        for (uint64_t c = c_lo; c < c_hi; c++) { unsigned b = (m[c >> 3] >> (c & 7)) & 1u; uint64_t x = s[v]; d[c - c_lo] = b ? x : 0; v += b; } break; }
-    }
+    ct_k_scatter(m, c_lo, c_hi, vals, es, dst);
 }
 
 /* Row start index for sparse tensors that cannot use row_offsets. */
@@ -305,8 +357,8 @@ static int sparse_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0
     uint64_t C = r->cols, mb = (C + 7) / 8;
     size_t ves = ct_dtype_bits(r->values.t->dtype) / 8;
     int rc;
-    uint64_t *st = malloc((n + 1) * sizeof *st);
-    uint8_t *m = malloc(n * mb + 8);
+    uint64_t *st = aalloc((n + 1) * sizeof *st);
+    uint8_t *m = aalloc(n * mb + 8);
     char *vals = NULL;
     uint8_t *codes = NULL;
     if (!st || !m) {
@@ -330,7 +382,7 @@ static int sparse_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0
                      " are stored", t->info.name, st[n], r->values.t->numel);
         goto out;
     }
-    if (!(vals = calloc(1, nv * ves + 8 * 8)) || (fn && !(codes = malloc(C + 64)))) {
+    if (!(vals = aalloc(nv * ves + 8 * 8)) || (fn && !(codes = aalloc(C + 64)))) {
         rc = nomem(err, t);
         goto out;
     }
@@ -352,10 +404,6 @@ static int sparse_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0
         }
     }
 out:
-    free(st);
-    free(m);
-    free(vals);
-    free(codes);
     return rc;
 }
 
@@ -368,6 +416,8 @@ typedef struct qctx {
     float *zps;               /* per loaded row: n * k (already offset-free) */
     uint64_t zr0;             /* first row of zps */
     int64_t *gidx;            /* C entries or NULL */
+    uint16_t *gtabs;          /* k * 16 per-group tables (activation order) */
+    float vals16[16];         /* value of table index u (ncodes <= 16; rest 0) */
     float lut[256];
     unsigned ncodes;
     int signed_codes;
@@ -385,6 +435,34 @@ static uint64_t scale_row_of(const ct_recipe *r, uint64_t row)
     return e * r->scale_rows_per_expert + within;
 }
 
+/* One run of codes sharing a scale and zero point. */
+static void dq_segment(const ct_recipe *r, const qctx *q, const uint8_t *codes, size_t n, float z, float s,
+                       ct_dtype od, void *dst)
+{
+    switch (r->kind) {
+    case CT_K_PACK: case CT_K_INT:
+        ct_k_dq_i8(codes, n, z, s, od, dst);
+        break;
+    case CT_K_FP8: case CT_K_MXFP8:
+        if (z == 0.0f) {
+            ct_k_dq_f8(codes, n, s, od, dst);
+            break;
+        }
+        /* fall through */
+    default:
+        if (q->ncodes <= n)
+            dq_tab(q->lut, codes, n, z, s, q->ncodes, q->signed_codes, od, dst);
+        else
+            dq_run(q->lut, codes, n, z, s, od, dst);
+    }
+}
+
+/* The ncodes (<= 16) outputs of code values for one scale/zero point. */
+static void small_table(const qctx *q, float z, float s, ct_dtype od, uint16_t tab[16])
+{
+    ct_k_table16(q->vals16, z, s, od, tab);
+}
+
 static int dequant_row(const ct_dtensor *t, uint64_t row, const uint8_t *codes, uint64_t c_lo,
                        uint64_t c_hi, char *dst, void *vctx, ct_err *err)
 {
@@ -397,6 +475,17 @@ static int dequant_row(const ct_dtensor *t, uint64_t row, const uint8_t *codes, 
     const float *srow = q->scales + (scale_row_of(r, row) - q->sr0) * k;
     const float *zrow = q->zps ? q->zps + (row - q->zr0) * k : NULL;
     if (q->gidx) {
+        /* Activation order: the group changes per column.  With few codes,
+         * tabulate every group of the row once; else compute each element. */
+        if (q->ncodes <= 16 && od != CT_F32) {
+            for (uint64_t g = 0; g < k; g++)
+                small_table(q, zrow ? zrow[g] : 0.0f, srow[g], od, q->gtabs + g * 16);
+            uint16_t *o = (uint16_t *)dst;
+            unsigned bias = q->signed_codes ? q->ncodes / 2 : 0;
+            for (uint64_t c = c_lo; c < c_hi; c++)
+                o[c - c_lo] = q->gtabs[(uint64_t)q->gidx[c] * 16 + ((codes[c] + bias) & 15u)];
+            return 0;
+        }
         for (uint64_t c = c_lo; c < c_hi; c++) {
             uint64_t g = (uint64_t)q->gidx[c];
             dq_run(q->lut, codes + c, 1, zrow ? zrow[g] : 0.0f, srow[g], od, dst + (c - c_lo) * es);
@@ -408,11 +497,31 @@ static int dequant_row(const ct_dtensor *t, uint64_t row, const uint8_t *codes, 
         uint64_t end = (g + 1) * r->gs;
         if (end > c_hi)
             end = c_hi;
-        float z = zrow ? zrow[g] : 0.0f, s = srow[g];
-        if (q->ncodes <= end - c)
-            dq_tab(q->lut, codes + c, end - c, z, s, q->ncodes, q->signed_codes, od, dst + (c - c_lo) * es);
-        else
-            dq_run(q->lut, codes + c, end - c, z, s, od, dst + (c - c_lo) * es);
+        dq_segment(r, q, codes + c, end - c, zrow ? zrow[g] : 0.0f, srow[g], od, dst + (c - c_lo) * es);
+        c = end;
+    }
+    return 0;
+}
+
+/* 4-bit codes straight from the packed bytes, one table per group:
+ * pack-quantized int4 and FP4 pairs with 16-bit outputs. */
+static int fused4_row(const ct_recipe *r, const qctx *q, uint64_t row, const uint8_t *packed, uint64_t c_lo,
+                      uint64_t c_hi, ct_dtype od, uint16_t *dst)
+{
+    uint64_t k = r->scale_cols;
+    const float *srow = q->scales + (scale_row_of(r, row) - q->sr0) * k;
+    const float *zrow = q->zps ? q->zps + (row - q->zr0) * k : NULL;
+    uint16_t tab[16];
+    for (uint64_t c = c_lo; c < c_hi;) {
+        uint64_t g = c / r->gs;
+        uint64_t end = (g + 1) * r->gs;
+        if (end > c_hi)
+            end = c_hi;
+        small_table(q, zrow ? zrow[g] : 0.0f, srow[g], od, tab);
+        if (q->signed_codes) {
+            /* table is indexed by code + 8, stored nibbles are exactly that */
+        }
+        ct_k_lut4_u16(packed + c / 2, end - c, tab, dst + (c - c_lo));
         c = end;
     }
     return 0;
@@ -437,11 +546,13 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
     case CT_K_NVFP4: case CT_K_MXFP4: q.ncodes = 16; break;
     default: q.ncodes = 256; break;
     }
+    for (unsigned u = 0; u < 16 && u < q.ncodes; u++)
+        q.vals16[u] = q.lut[(uint8_t)(q.signed_codes ? u - q.ncodes / 2 : u)];
     /* scales for the rows */
     q.sr0 = scale_row_of(r, r0);
     q.nsr = scale_row_of(r, r0 + n - 1) - q.sr0 + 1;
     int e8m0 = r->kind == CT_K_MXFP4 || r->kind == CT_K_MXFP8;
-    if (!(q.scales = malloc(q.nsr * k * sizeof(float)))) {
+    if (!(q.scales = aalloc(q.nsr * k * sizeof(float)))) {
         rc = nomem(err, t);
         goto out;
     }
@@ -457,7 +568,7 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
     /* zero points, per row, as floats */
     if (r->zp.t) {
         q.zr0 = r0;
-        if (!(q.zps = malloc(n * k * sizeof(float)))) {
+        if (!(q.zps = aalloc(n * k * sizeof(float)))) {
             rc = nomem(err, t);
             goto out;
         }
@@ -473,7 +584,7 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
             if (w_hi >= total)
                 w_hi = total - 1;
             uint64_t nw = w_hi - w_lo + 1;
-            if (!(zraw = malloc(nw * k * sizeof *zraw))) {
+            if (!(zraw = aalloc(nw * k * sizeof *zraw))) {
                 rc = nomem(err, t);
                 goto out;
             }
@@ -494,7 +605,7 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
         } else {
             /* unpacked: same indexing as the scale */
             uint64_t zr_lo = q.sr0;
-            if (!(zraw = malloc(q.nsr * k * sizeof *zraw))) {
+            if (!(zraw = aalloc(q.nsr * k * sizeof *zraw))) {
                 rc = nomem(err, t);
                 goto out;
             }
@@ -508,12 +619,16 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
         }
     }
     if (r->g_idx.t) {
-        if (!(q.gidx = malloc(C * sizeof *q.gidx))) {
+        if (!(q.gidx = aalloc(C * sizeof *q.gidx))) {
             rc = nomem(err, t);
             goto out;
         }
         if ((rc = load_ints(&r->g_idx, 0, C, q.gidx, err)))
             goto out;
+        if (!(q.gtabs = aalloc(k * 16 * sizeof *q.gtabs))) {
+            rc = nomem(err, t);
+            goto out;
+        }
         for (uint64_t c = 0; c < C; c++)
             if (q.gidx[c] < 0 || (uint64_t)q.gidx[c] >= k) {
                 rc = ct_fail(err, CT_EFORMAT, "tensor '%s': weight_g_idx[%" PRIu64 "] = %" PRId64
@@ -532,7 +647,7 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
     case CT_K_NVFP4: case CT_K_MXFP4: row_bytes = r->packed_cols; break;
     default: row_bytes = C; break;
     }
-    if (!(stored = malloc(n * row_bytes + 16)) || !(codes = malloc(C + 64))) {
+    if (!(stored = aalloc(n * row_bytes + 16)) || !(codes = aalloc(C + 64))) {
         rc = nomem(err, t);
         goto out;
     }
@@ -545,6 +660,19 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
         uint64_t c_hi = row == (e1 - 1) / C ? (e1 - 1) % C + 1 : C;
         const char *src = stored + i * row_bytes;
         const uint8_t *cp;
+        int fp4 = r->kind == CT_K_NVFP4 || r->kind == CT_K_MXFP4;
+        if (fp4 && t->info.dtype == CT_BF16 && r->gs % 16 == 0 && c_lo % 16 == 0 && (c_hi - c_lo) % 16 == 0) {
+            const float *srow = q.scales + (scale_row_of(r, row) - q.sr0) * r->scale_cols;
+            ct_k_fp4_bf16((const uint8_t *)src + c_lo / 2, c_hi - c_lo, srow + c_lo / r->gs, r->gs,
+                          (uint16_t *)(out + (row * C + c_lo - e0) * es));
+            continue;
+        }
+        int four = (r->kind == CT_K_PACK && r->nbits == 4) || fp4;
+        if (four && es == 2 && !q.gidx && r->gs % 2 == 0 && c_lo % 2 == 0 && (c_hi - c_lo) % 2 == 0) {
+            fused4_row(r, &q, row, (const uint8_t *)src, c_lo, c_hi, t->info.dtype,
+                       (uint16_t *)(out + (row * C + c_lo - e0) * es));
+            continue;
+        }
         switch (r->kind) {
         case CT_K_PACK:
             /* Layout B reads one word past a code's word; inside the row it
@@ -565,12 +693,6 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
             goto out;
     }
 out:
-    free(q.scales);
-    free(q.zps);
-    free(q.gidx);
-    free(zraw);
-    free(stored);
-    free(codes);
     return rc;
 }
 
@@ -598,6 +720,8 @@ int ct_decode_elems(const ct_dtensor *t, uint64_t e0, uint64_t e1, void *out, ct
     uint64_t per = CHUNK_BYTES / stored_row_bytes(r);
     if (per == 0)
         per = 1;
+    if (!arena_reset())
+        return nomem(err, t);
     for (uint64_t r0 = ra; r0 < rb; r0 += per) {
         uint64_t n = rb - r0 < per ? rb - r0 : per;
         uint64_t ce0 = r0 == ra ? e0 : r0 * C;

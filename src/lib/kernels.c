@@ -1,0 +1,425 @@
+#include "config.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CT_X86 1
+#include <immintrin.h>
+#endif
+
+/* ------------------------------------------------------------------ */
+/* portable */
+
+static uint64_t popcount_c(const uint8_t *m, uint64_t nbits)
+{
+    uint64_t n = 0, i = 0;
+    for (; i + 64 <= nbits; i += 64) {
+        uint64_t w;
+        memcpy(&w, m + i / 8, 8);
+        w = w - ((w >> 1) & 0x5555555555555555ull);
+        w = (w & 0x3333333333333333ull) + ((w >> 2) & 0x3333333333333333ull);
+        w = (w + (w >> 4)) & 0x0f0f0f0f0f0f0f0full;
+        n += (w * 0x0101010101010101ull) >> 56;
+    }
+    for (; i < nbits; i++)
+        n += (m[i >> 3] >> (i & 7)) & 1u;
+    return n;
+}
+
+#define SCATTER_LOOP(T)                                                                  \
+    do {                                                                                 \
+        const T *s = vals;                                                               \
+        T *d = dst;                                                                      \
+        uint64_t v = 0;                                                                  \
+        for (uint64_t c = c_lo; c < c_hi; c++) {                                         \
+            unsigned b = (mask[c >> 3] >> (c & 7)) & 1u;                                 \
+            T x = s[v];                                                                  \
+            d[c - c_lo] = b ? x : 0;                                                     \
+            v += b;                                                                      \
+        }                                                                                \
+    } while (0)
+
+static void scatter_c(const uint8_t *mask, uint64_t c_lo, uint64_t c_hi, const void *vals, size_t es, void *dst)
+{
+    switch (es) {
+    case 1: SCATTER_LOOP(uint8_t); break;
+    case 2: SCATTER_LOOP(uint16_t); break;
+    case 4: SCATTER_LOOP(uint32_t); break;
+    default: SCATTER_LOOP(uint64_t); break;
+    }
+}
+
+static void lut4_c(const uint8_t *p, size_t n, const uint16_t tab[16], uint16_t *out)
+{
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        uint8_t b = p[i >> 1];
+        out[i] = tab[b & 15];
+        out[i + 1] = tab[b >> 4];
+    }
+}
+
+/* bf16 RNE with NaN kept quiet, branch-free (vectorises). */
+static inline uint16_t to_bf16(float f)
+{
+    uint32_t u = ct_f32_as_u32(f);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    uint32_t q = (u >> 16) | 0x40u;
+    return (uint16_t)(((u & 0x7fffffffu) > 0x7f800000u) ? q : r);
+}
+
+static void fp4_bf16_c(const uint8_t *p, size_t n, const float *scales, size_t gs, uint16_t *out)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = to_bf16(ct_fp4_to_f32((uint8_t)(p[i >> 1] >> ((i & 1) * 4))) * scales[i / gs]);
+}
+
+/* F8_E4M3 -> f32 without a table (vectorises). */
+static inline float f8_to_f32(uint8_t b)
+{
+    uint32_t sign = (uint32_t)(b & 0x80u) << 24, e = (b >> 3) & 15u, m = b & 7u;
+    float sub = (float)m * 0x1p-9f;
+    uint32_t normal = sign | ((e + 120u) << 23) | (m << 20);
+    uint32_t subn = ct_f32_as_u32(sub) | sign;
+    uint32_t v = e ? normal : subn;
+    return ct_u32_as_f32((e == 15u && m == 7u) ? (sign | 0x7fc00000u) : v);
+}
+
+/* A NaN code decodes to itself whatever the scale (which of two NaN
+ * operands a multiply returns is not specified by C, so fix it here). */
+static inline float f8_scaled(uint8_t b, float s)
+{
+    float v = f8_to_f32(b);
+    return v != v ? v : v * s;
+}
+
+#define DQ_BODY(VALUE)                                                                  \
+    switch (od) {                                                                       \
+    case CT_F32: { float *o = out; for (size_t i = 0; i < n; i++) o[i] = (VALUE); break; }   \
+    case CT_BF16: { uint16_t *o = out; for (size_t i = 0; i < n; i++) o[i] = to_bf16(VALUE); break; } \
+    default: { uint16_t *o = out; for (size_t i = 0; i < n; i++) o[i] = ct_f32_to_f16(VALUE); break; } \
+    }
+
+#if defined(CT_X86) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default"), optimize("O3")))
+#else
+#define CLONES
+#endif
+
+CLONES static void dq_i8_vec(const uint8_t *q, size_t n, float z, float s, ct_dtype od, void *out)
+{
+    DQ_BODY(((float)(int8_t)q[i] - z) * s)
+}
+
+__attribute__((noinline)) static void dq_i8_c(const uint8_t *q, size_t n, float z, float s, ct_dtype od, void *out)
+{
+    DQ_BODY(((float)(int8_t)q[i] - z) * s)
+}
+
+CLONES static void dq_f8_vec(const uint8_t *q, size_t n, float s, ct_dtype od, void *out)
+{
+    DQ_BODY(f8_scaled(q[i], s))
+}
+
+__attribute__((noinline)) static void dq_f8_c(const uint8_t *q, size_t n, float s, ct_dtype od, void *out)
+{
+    DQ_BODY(f8_scaled(q[i], s))
+}
+
+/* tab[u] for u < 16: round(od, (v[u] - z) * s), v = the code values. */
+CLONES static void table16_vec(const float v[16], float z, float s, ct_dtype od, uint16_t tab[16])
+{
+    float x[16];
+    for (int u = 0; u < 16; u++)
+        x[u] = (v[u] - z) * s;
+    if (od == CT_BF16)
+        for (int u = 0; u < 16; u++)
+            tab[u] = to_bf16(x[u]);
+    else
+        for (int u = 0; u < 16; u++)
+            tab[u] = ct_f32_to_f16(x[u]);
+}
+
+void ct_k_table16(const float v[16], float z, float s, ct_dtype od, uint16_t tab[16])
+{
+    table16_vec(v, z, s, od, tab);
+}
+
+/* ------------------------------------------------------------------ */
+/* x86 SIMD */
+
+#ifdef CT_X86
+__attribute__((target("popcnt"))) static uint64_t popcount_hw(const uint8_t *m, uint64_t nbits)
+{
+    uint64_t n = 0, i = 0;
+    for (; i + 64 <= nbits; i += 64) {
+        uint64_t w;
+        memcpy(&w, m + i / 8, 8);
+        n += (uint64_t)__builtin_popcountll(w);
+    }
+    for (; i < nbits; i++)
+        n += (m[i >> 3] >> (i & 7)) & 1u;
+    return n;
+}
+
+/* Expand-load: 32 (16-bit) or 16 (32-bit) outputs per mask word. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi2,popcnt")))
+static void scatter_vbmi2(const uint8_t *mask, uint64_t c_lo, uint64_t c_hi, const void *vals, size_t es, void *dst)
+{
+    if (es != 2 && es != 4) {
+        scatter_c(mask, c_lo, c_hi, vals, es, dst);
+        return;
+    }
+    uint64_t c = c_lo;
+    const char *v = vals;
+    char *d = dst;
+    /* head: up to the next byte boundary */
+    uint64_t head = (8 - (c & 7)) & 7;
+    if (head > c_hi - c)
+        head = c_hi - c;
+    if (head) {
+        scatter_c(mask, c, c + head, v, es, d);
+        v += es * (size_t)__builtin_popcount((mask[c >> 3] >> (c & 7)) & ((1u << head) - 1));
+        d += es * head;
+        c += head;
+    }
+    if (es == 2) {
+        for (; c + 32 <= c_hi; c += 32) {
+            uint32_t k;
+            memcpy(&k, mask + (c >> 3), 4);
+            __m512i x = _mm512_maskz_expandloadu_epi16((__mmask32)k, v);
+            _mm512_storeu_si512(d, x);
+            v += 2 * (size_t)__builtin_popcount(k);
+            d += 64;
+        }
+    } else {
+        for (; c + 16 <= c_hi; c += 16) {
+            uint16_t k;
+            memcpy(&k, mask + (c >> 3), 2);
+            __m512i x = _mm512_maskz_expandloadu_epi32((__mmask16)k, v);
+            _mm512_storeu_si512(d, x);
+            v += 4 * (size_t)__builtin_popcount(k);
+            d += 64;
+        }
+    }
+    if (c < c_hi)
+        scatter_c(mask, c, c_hi, v, es, d);
+}
+
+/* RNE f32 -> bf16 in 16 lanes, NaN kept quiet (same as to_bf16). */
+__attribute__((target("avx512f,avx512bw")))
+static inline __m256i bf16x16(__m512 x)
+{
+    __m512i u = _mm512_castps_si512(x);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    __m512i q = _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    return _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(nan, r, q));
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static inline __m512 f8x16(__m512i b)
+{
+    __m512i sign = _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x80)), 24);
+    __m512i e = _mm512_and_si512(_mm512_srli_epi32(b, 3), _mm512_set1_epi32(15));
+    __m512i m = _mm512_and_si512(b, _mm512_set1_epi32(7));
+    __m512i normal = _mm512_or_si512(sign, _mm512_or_si512(_mm512_slli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(120)), 23),
+                                                           _mm512_slli_epi32(m, 20)));
+    __m512i sub = _mm512_or_si512(sign, _mm512_castps_si512(_mm512_mul_ps(_mm512_cvtepi32_ps(m), _mm512_set1_ps(0x1p-9f))));
+    __m512i v = _mm512_mask_blend_epi32(_mm512_cmpeq_epi32_mask(e, _mm512_setzero_si512()), normal, sub);
+    __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7f)), _mm512_set1_epi32(0x7f));
+    v = _mm512_mask_blend_epi32(nan, v, _mm512_or_si512(sign, _mm512_set1_epi32(0x7fc00000)));
+    return _mm512_castsi512_ps(v);
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static void dq_i8_avx512(const uint8_t *q, size_t n, float z, float s, ct_dtype od, void *out)
+{
+    if (od == CT_F16) {
+        dq_i8_c(q, n, z, s, od, out);
+        return;
+    }
+    size_t i = 0;
+    const __m512 vz = _mm512_set1_ps(z), vs = _mm512_set1_ps(s);
+    for (; i + 16 <= n; i += 16) {
+        __m512i b = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(q + i)));
+        __m512 x = _mm512_mul_ps(_mm512_sub_ps(_mm512_cvtepi32_ps(b), vz), vs);
+        if (od == CT_BF16)
+            _mm256_storeu_si256((__m256i *)((uint16_t *)out + i), bf16x16(x));
+        else
+            _mm512_storeu_ps((float *)out + i, x);
+    }
+    dq_i8_c(q + i, n - i, z, s, od, (char *)out + i * (od == CT_F32 ? 4 : 2));
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static void dq_f8_avx512(const uint8_t *q, size_t n, float s, ct_dtype od, void *out)
+{
+    if (od == CT_F16) {
+        dq_f8_c(q, n, s, od, out);
+        return;
+    }
+    size_t i = 0;
+    const __m512 vs = _mm512_set1_ps(s);
+    for (; i + 16 <= n; i += 16) {
+        __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(q + i)));
+        __m512 v = f8x16(b);
+        __mmask16 nan = _mm512_cmpeq_epi32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7f)), _mm512_set1_epi32(0x7f));
+        __m512 x = _mm512_mask_blend_ps(nan, _mm512_mul_ps(v, vs), v);
+        if (od == CT_BF16)
+            _mm256_storeu_si256((__m256i *)((uint16_t *)out + i), bf16x16(x));
+        else
+            _mm512_storeu_ps((float *)out + i, x);
+    }
+    dq_f8_c(q + i, n - i, s, od, (char *)out + i * (od == CT_F32 ? 4 : 2));
+}
+
+/* FP4 pairs -> bf16, 16 elements per scale step. */
+__attribute__((target("avx512f,avx512bw")))
+static void fp4_bf16_avx512(const uint8_t *p, size_t n, const float *scales, size_t gs, uint16_t *out)
+{
+    static const float mag[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+    const __m512 tab = _mm512_loadu_ps(mag);
+    const __m512i shifts = _mm512_set_epi32(4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0);
+    const __m512i m15 = _mm512_set1_epi32(15);
+    for (size_t i = 0; i < n; i += 16) {
+        __m128i b8 = _mm_loadl_epi64((const __m128i *)(p + i / 2));
+        __m512i lanes = _mm512_cvtepu8_epi32(_mm_unpacklo_epi8(b8, b8));
+        __m512i nib = _mm512_and_si512(_mm512_srlv_epi32(lanes, shifts), m15);
+        __m512 x = _mm512_mul_ps(_mm512_permutexvar_ps(nib, tab), _mm512_set1_ps(scales[i / gs]));
+        _mm256_storeu_si256((__m256i *)(out + i), bf16x16(x));
+    }
+}
+
+/* 16-entry lookup with pshufb on the low and high bytes of the table. */
+__attribute__((target("ssse3")))
+static void lut4_ssse3(const uint8_t *p, size_t n, const uint16_t tab[16], uint16_t *out)
+{
+    uint8_t lo[16], hi[16];
+    for (int i = 0; i < 16; i++) {
+        lo[i] = (uint8_t)tab[i];
+        hi[i] = (uint8_t)(tab[i] >> 8);
+    }
+    const __m128i tl = _mm_loadu_si128((const __m128i *)lo), th = _mm_loadu_si128((const __m128i *)hi);
+    const __m128i m15 = _mm_set1_epi8(15);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m128i b = _mm_loadu_si128((const __m128i *)(p + i / 2));
+        __m128i ne = _mm_and_si128(b, m15);                    /* even elements */
+        __m128i no = _mm_and_si128(_mm_srli_epi16(b, 4), m15); /* odd elements */
+        __m128i el = _mm_shuffle_epi8(tl, ne), eh = _mm_shuffle_epi8(th, ne);
+        __m128i ol = _mm_shuffle_epi8(tl, no), oh = _mm_shuffle_epi8(th, no);
+        __m128i e0 = _mm_unpacklo_epi8(el, eh), e1 = _mm_unpackhi_epi8(el, eh);   /* 16-bit evens */
+        __m128i o0 = _mm_unpacklo_epi8(ol, oh), o1 = _mm_unpackhi_epi8(ol, oh);   /* 16-bit odds */
+        _mm_storeu_si128((__m128i *)(out + i), _mm_unpacklo_epi16(e0, o0));
+        _mm_storeu_si128((__m128i *)(out + i + 8), _mm_unpackhi_epi16(e0, o0));
+        _mm_storeu_si128((__m128i *)(out + i + 16), _mm_unpacklo_epi16(e1, o1));
+        _mm_storeu_si128((__m128i *)(out + i + 24), _mm_unpackhi_epi16(e1, o1));
+    }
+    lut4_c(p + i / 2, n - i, tab, out + i);
+}
+#endif
+
+/* ------------------------------------------------------------------ */
+/* dispatch */
+
+static struct {
+    int init, portable;
+    void (*scatter)(const uint8_t *, uint64_t, uint64_t, const void *, size_t, void *);
+    uint64_t (*popcount)(const uint8_t *, uint64_t);
+    void (*lut4)(const uint8_t *, size_t, const uint16_t *, uint16_t *);
+    void (*dq_i8)(const uint8_t *, size_t, float, float, ct_dtype, void *);
+    void (*dq_f8)(const uint8_t *, size_t, float, ct_dtype, void *);
+    void (*fp4)(const uint8_t *, size_t, const float *, size_t, uint16_t *);
+    char paths[200];
+} K;
+
+static void select_paths(int portable)
+{
+    K.scatter = scatter_c;
+    K.popcount = popcount_c;
+    K.lut4 = lut4_c;
+    K.dq_i8 = dq_i8_c;
+    K.dq_f8 = dq_f8_c;
+    K.fp4 = fp4_bf16_c;
+    const char *sc = "c", *pc = "c", *lu = "c", *dq = "c", *f4 = "c";
+#ifdef CT_X86
+    if (!portable) {
+        __builtin_cpu_init();
+        K.dq_i8 = dq_i8_vec;
+        K.dq_f8 = dq_f8_vec;
+        dq = __builtin_cpu_supports("avx512f") ? "avx512f" : __builtin_cpu_supports("avx2") ? "avx2" : "sse2";
+        if (__builtin_cpu_supports("popcnt")) {
+            K.popcount = popcount_hw;
+            pc = "popcnt";
+        }
+        if (__builtin_cpu_supports("avx512vbmi2") && __builtin_cpu_supports("avx512bw")) {
+            K.scatter = scatter_vbmi2;
+            sc = "avx512vbmi2";
+        }
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
+            K.dq_i8 = dq_i8_avx512;
+            K.dq_f8 = dq_f8_avx512;
+            K.fp4 = fp4_bf16_avx512;
+            dq = f4 = "avx512bw";
+        }
+        if (__builtin_cpu_supports("ssse3")) {
+            K.lut4 = lut4_ssse3;
+            lu = "ssse3";
+        }
+    }
+#endif
+    K.portable = portable;
+    snprintf(K.paths, sizeof K.paths, "scatter=%s popcount=%s lut4=%s dequant=%s fp4=%s", sc, pc, lu, dq, f4);
+    K.init = 1;
+}
+
+static inline void ensure(void)
+{
+    if (__builtin_expect(!K.init, 0)) {
+        const char *e = getenv("CT_SIMD");
+        select_paths(e && e[0] == '0');
+    }
+}
+
+void ct_k_force_portable(int on) { select_paths(on); }
+const char *ct_k_paths(void) { ensure(); return K.paths; }
+
+void ct_k_scatter(const uint8_t *mask, uint64_t c_lo, uint64_t c_hi, const void *vals, size_t es, void *dst)
+{
+    ensure();
+    K.scatter(mask, c_lo, c_hi, vals, es, dst);
+}
+
+uint64_t ct_k_popcount(const uint8_t *m, uint64_t nbits)
+{
+    ensure();
+    return K.popcount(m, nbits);
+}
+
+void ct_k_lut4_u16(const uint8_t *packed, size_t n, const uint16_t tab[16], uint16_t *out)
+{
+    ensure();
+    K.lut4(packed, n, tab, out);
+}
+
+void ct_k_dq_i8(const uint8_t *q, size_t n, float z, float s, ct_dtype od, void *out)
+{
+    ensure();
+    K.dq_i8(q, n, z, s, od, out);
+}
+
+void ct_k_dq_f8(const uint8_t *q, size_t n, float s, ct_dtype od, void *out)
+{
+    ensure();
+    K.dq_f8(q, n, s, od, out);
+}
+
+void ct_k_fp4_bf16(const uint8_t *packed, size_t n, const float *scales, size_t gs, uint16_t *out)
+{
+    ensure();
+    K.fp4(packed, n, scales, gs, out);
+}
