@@ -1,8 +1,501 @@
-/* ctfs: placeholder until the FUSE daemon lands (issue: ctfs daemon). */
+/* ctfs: mount a compressed-tensors checkpoint as a dense one.
+ * Options, mount and the FUSE low-level operations; the tree, the decoding
+ * and the block cache are libct's (ct/fsmodel.h). */
+#define FUSE_USE_VERSION 312
 #include "config.h"
+#include <errno.h>
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <syslog.h>
+#include <unistd.h>
+#include "ct/fsmodel.h"
+#include "ct/pyjson.h"
+#include "ct/source.h"
+#include "ct/util.h"
+
+#define EXIT_MOUNT 7
+#define TIMEOUT 86400.0   /* the source is immutable while mounted */
+
+struct opts {
+    char *src, *cache_size, *block_size, *config;
+    unsigned prefetch, threads;
+    int keep_qparams, direct_io, help, version;
+};
+
+#define OPT(t, p, v) {t, offsetof(struct opts, p), v}
+static const struct fuse_opt opt_spec[] = {
+    OPT("cache_size=%s", cache_size, 0), OPT("block_size=%s", block_size, 0),
+    OPT("prefetch=%u", prefetch, 0), OPT("threads=%u", threads, 0), OPT("config=%s", config, 0),
+    OPT("keep_qparams", keep_qparams, 1), OPT("direct_io", direct_io, 1),
+    OPT("-h", help, 1), OPT("--help", help, 1), OPT("-V", version, 1), OPT("--version", version, 1),
+    FUSE_OPT_END
+};
+
+static struct {
+    ct_fs *fs;
+    struct opts o;
+    struct stat src_stat;
+    int daemon;
+    /* prefetch queue */
+    pthread_mutex_t qlock;
+    pthread_cond_t qcond;
+    struct { uint64_t ino, block; } q[256];
+    unsigned qhead, qlen;
+    int stop;
+    pthread_t *workers;
+} g = {.qlock = PTHREAD_MUTEX_INITIALIZER, .qcond = PTHREAD_COND_INITIALIZER};
+
+struct handle {
+    uint64_t next_off;      /* where a sequential reader reads next */
+    uint64_t ahead;         /* first block not yet queued for prefetch */
+};
+
+static void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_msg(int level, const char *fmt, ...)
 {
-    fprintf(stderr, "ctfs: not built in this version yet\n");
-    return 4;
+    va_list ap;
+    va_start(ap, fmt);
+    if (g.daemon) {
+        vsyslog(level, fmt, ap);
+    } else {
+        fputs("ctfs: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
+    va_end(ap);
+}
+
+static void fuse_log_to(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+    if (g.daemon)
+        vsyslog((int)level, fmt, ap);
+    else
+        vfprintf(stderr, fmt, ap);
+}
+
+/* ---------------- prefetch workers ---------------- */
+
+static void *worker(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g.qlock);
+    while (!g.stop) {
+        if (!g.qlen) {
+            pthread_cond_wait(&g.qcond, &g.qlock);
+            continue;
+        }
+        uint64_t ino = g.q[g.qhead].ino, block = g.q[g.qhead].block;
+        g.qhead = (g.qhead + 1) % 256;
+        g.qlen--;
+        pthread_mutex_unlock(&g.qlock);
+        ct_err err = {0};
+        if (ct_fs_prefetch(g.fs, ino, block, &err))
+            log_msg(LOG_ERR, "prefetch of block %llu failed: %s", (unsigned long long)block, err.msg);
+        pthread_mutex_lock(&g.qlock);
+    }
+    pthread_mutex_unlock(&g.qlock);
+    return NULL;
+}
+
+static void queue_prefetch(uint64_t ino, uint64_t block)
+{
+    pthread_mutex_lock(&g.qlock);
+    if (g.qlen < 256) {
+        unsigned at = (g.qhead + g.qlen) % 256;
+        g.q[at].ino = ino;
+        g.q[at].block = block;
+        g.qlen++;
+        pthread_cond_signal(&g.qcond);
+    }
+    pthread_mutex_unlock(&g.qlock);
+}
+
+/* ---------------- operations ---------------- */
+
+static int fill_stat(fuse_ino_t ino, struct stat *st)
+{
+    const ct_fs_node *n = ct_fs_get(g.fs, ino);
+    if (!n)
+        return -1;
+    memset(st, 0, sizeof *st);
+    st->st_ino = ino;
+    st->st_mode = n->kind == CT_FS_DIR ? S_IFDIR | 0555 : S_IFREG | 0444;
+    st->st_nlink = n->kind == CT_FS_DIR ? 2 : 1;
+    st->st_size = (off_t)n->size;
+    st->st_blksize = 1 << 20;
+    st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+    st->st_uid = getuid();
+    st->st_gid = getgid();
+    st->st_atim = st->st_mtim = st->st_ctim = g.src_stat.st_mtim;
+    return 0;
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    struct fuse_entry_param e;
+    memset(&e, 0, sizeof e);
+    e.ino = ct_fs_lookup(g.fs, parent, name);
+    if (!e.ino || fill_stat(e.ino, &e.attr)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    int stats = ct_fs_get(g.fs, e.ino)->kind == CT_FS_STATS;
+    e.attr_timeout = e.entry_timeout = stats ? 0 : TIMEOUT;
+    fuse_reply_entry(req, &e);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)fi;
+    struct stat st;
+    if (fill_stat(ino, &st)) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    fuse_reply_attr(req, &st, ct_fs_get(g.fs, ino)->kind == CT_FS_STATS ? 0 : TIMEOUT);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)fi;
+    const ct_fs_node *n = ct_fs_get(g.fs, ino);
+    if (!n || n->kind != CT_FS_DIR) {
+        fuse_reply_err(req, ENOTDIR);
+        return;
+    }
+    char *buf = malloc(size);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t used = 0;
+    for (size_t i = (size_t)off; i < n->nchildren + 2; i++) {
+        struct stat st = {0};
+        const char *name;
+        if (i == 0) {
+            name = ".";
+            st.st_ino = ino;
+        } else if (i == 1) {
+            name = "..";
+            st.st_ino = n->parent ? n->parent : ino;
+        } else {
+            const ct_fs_node *c = ct_fs_get(g.fs, n->children[i - 2]);
+            name = c->name;
+            fill_stat(c->ino, &st);
+        }
+        st.st_mode = i < 2 ? S_IFDIR : st.st_mode;
+        size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
+        if (need > size - used)
+            break;
+        used += need;
+    }
+    fuse_reply_buf(req, buf, used);
+    free(buf);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    const ct_fs_node *n = ct_fs_get(g.fs, ino);
+    if (!n) {
+        fuse_reply_err(req, ENOENT);
+        return;
+    }
+    if (n->kind == CT_FS_DIR) {
+        fuse_reply_err(req, EISDIR);
+        return;
+    }
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    struct handle *h = calloc(1, sizeof *h);
+    if (!h) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    fi->fh = (uintptr_t)h;
+    if (n->kind == CT_FS_STATS) {
+        fi->direct_io = 1;   /* fresh numbers on every read, size unknown */
+    } else {
+        fi->keep_cache = 1;
+        fi->direct_io = g.o.direct_io;
+    }
+    fuse_reply_open(req, fi);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    free((void *)(uintptr_t)fi->fh);
+    fuse_reply_err(req, 0);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    const ct_fs_node *n = ct_fs_get(g.fs, ino);
+    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    char *buf = malloc(size ? size : 1);
+    if (!n || !buf) {
+        free(buf);
+        fuse_reply_err(req, n ? ENOMEM : ENOENT);
+        return;
+    }
+    ct_err err = {0};
+    size_t got = 0;
+    if (ct_fs_read(g.fs, ino, (uint64_t)off, size, buf, &got, &err)) {
+        log_msg(LOG_ERR, "read of %s at %lld failed: %s", n->name, (long long)off, err.msg);
+        free(buf);
+        fuse_reply_err(req, EIO);
+        return;
+    }
+    /* Sequential readers get the next blocks decoded ahead; random ones none.
+     * (Before replying: once the reply is out, release may free h.) */
+    if (h && g.o.prefetch && g.workers && ct_fs_cached_kind(n->kind)) {
+        uint64_t bs = ct_cache_block_size(ct_fs_cache(g.fs));
+        uint64_t end = (uint64_t)off + got;
+        if ((uint64_t)off == h->next_off && got) {
+            uint64_t first = (end + bs - 1) / bs, last = end / bs + g.o.prefetch;
+            if (h->ahead > first)
+                first = h->ahead;
+            for (uint64_t b = first; b <= last && b * bs < n->size; b++)
+                queue_prefetch(ino, b);
+            if (last + 1 > h->ahead)
+                h->ahead = last + 1;
+        }
+        h->next_off = end;
+    }
+    fuse_reply_buf(req, buf, got);
+    free(buf);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    char **k, **v;
+    size_t n;
+    if (ct_fs_xattrs(g.fs, ino, &k, &v, &n)) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    size_t i;
+    for (i = 0; i < n && strcmp(k[i], name); i++)
+        ;
+    if (i == n)
+        fuse_reply_err(req, ENODATA);
+    else if (size == 0)
+        fuse_reply_xattr(req, strlen(v[i]));
+    else if (size < strlen(v[i]))
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, v[i], strlen(v[i]));
+    ct_fs_xattrs_free(k, v, n);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    char **k, **v;
+    size_t n, total = 0;
+    if (ct_fs_xattrs(g.fs, ino, &k, &v, &n)) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        total += strlen(k[i]) + 1;
+    if (size == 0) {
+        fuse_reply_xattr(req, total);
+    } else if (size < total) {
+        fuse_reply_err(req, ERANGE);
+    } else {
+        char *buf = malloc(total + 1), *p = buf;
+        for (size_t i = 0; buf && i < n; i++) {
+            memcpy(p, k[i], strlen(k[i]) + 1);
+            p += strlen(k[i]) + 1;
+        }
+        if (buf)
+            fuse_reply_buf(req, buf, total);
+        else
+            fuse_reply_err(req, ENOMEM);
+        free(buf);
+    }
+    ct_fs_xattrs_free(k, v, n);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    (void)ino;
+    struct statvfs s = {0};
+    s.f_bsize = s.f_frsize = 4096;
+    s.f_namemax = 255;
+    s.f_flag = ST_RDONLY;
+    fuse_reply_statfs(req, &s);
+}
+
+static const struct fuse_lowlevel_ops ops = {
+    .lookup = op_lookup, .getattr = op_getattr, .readdir = op_readdir, .open = op_open,
+    .read = op_read, .release = op_release, .getxattr = op_getxattr, .listxattr = op_listxattr,
+    .statfs = op_statfs,
+};
+
+/* ---------------- main ---------------- */
+
+static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    (void)outargs;
+    struct opts *o = data;
+    if (key == FUSE_OPT_KEY_NONOPT && !o->src) {
+        o->src = strdup(arg);
+        return 0;
+    }
+    return 1;
+}
+
+static void usage(const char *prog)
+{
+    printf("Usage: %s [options] SRC MOUNTPOINT\n"
+           "Mount a compressed-tensors checkpoint (a .safetensors file or a model directory) as a\n"
+           "dense safetensors checkpoint, plus one file per tensor under tensors/.\n\n"
+           "ctfs options:\n"
+           "    -o cache_size=SIZE     decoded block cache (default 256M)\n"
+           "    -o block_size=SIZE     cache block size (default 1M)\n"
+           "    -o prefetch=N          blocks decoded ahead of a sequential reader (default 4)\n"
+           "    -o threads=N           prefetch decode workers (default 2)\n"
+           "    -o config=FILE         compression config (default: config.json next to SRC,\n"
+           "                           then the file's __metadata__, then inference)\n"
+           "    -o keep_qparams        keep quantization parameters in the dense view\n"
+           "    -o direct_io           bypass the kernel page cache (breaks mmap)\n"
+           "    -h, --help             this help, then libfuse's options\n"
+           "    -V, --version          print versions\n\n"
+           "Exit status: 0 ok, 1 usage, 2 cannot read SRC, 3 malformed SRC, 4 unsupported format,\n"
+           "6 out of memory, 7 mount or FUSE failure.\n\n", prog);
+}
+
+static char *escape_commas(const char *s)
+{
+    ct_buf b = {0};
+    for (; *s; s++)
+        if ((*s == ',' || *s == '\\') ? ct_buf_putc(&b, '\\') || ct_buf_putc(&b, *s) : ct_buf_putc(&b, *s))
+            break;
+    return b.data ? b.data : strdup("");
+}
+
+int main(int argc, char **argv)
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct fuse_cmdline_opts cmd = {0};
+    struct fuse_session *se = NULL;
+    ct_source *src = NULL;
+    int status = 0;
+    g.o.prefetch = 4;
+    g.o.threads = 2;
+    if (fuse_opt_parse(&args, &g.o, opt_spec, opt_proc) != 0)
+        return 1;
+    if (g.o.help) {
+        usage(argv[0]);
+        fuse_cmdline_help();
+        fuse_lowlevel_help();
+        return 0;
+    }
+    if (g.o.version) {
+        printf("ctfs version %s\nFUSE library version %s\n", PACKAGE_VERSION, fuse_pkgversion());
+        fuse_lowlevel_version();
+        return 0;
+    }
+    uint64_t cache_size = 256u << 20, block_size = 1u << 20;
+    if ((g.o.cache_size && ct_parse_size(g.o.cache_size, &cache_size))
+        || (g.o.block_size && ct_parse_size(g.o.block_size, &block_size)) || block_size < 4096
+        || block_size > (64u << 20) || cache_size < block_size) {
+        fprintf(stderr, "ctfs: bad cache_size or block_size (block_size 4K..64M, cache_size >= block_size)\n");
+        return 1;
+    }
+    if (fuse_parse_cmdline(&args, &cmd) != 0 || !g.o.src || !cmd.mountpoint) {
+        fprintf(stderr, "usage: ctfs [options] SRC MOUNTPOINT  (ctfs -h for help)\n");
+        status = 1;
+        goto out;
+    }
+    fuse_set_log_func(fuse_log_to);
+    /* Open and validate everything before mounting: errors reach the terminal. */
+    ct_err err = {0};
+    ct_open_opts oo = {.config_path = g.o.config, .keep_qparams = g.o.keep_qparams};
+    int rc = ct_source_open(g.o.src, &oo, &src, &err);
+    ct_fs_opts fo = {.cache_size = cache_size, .block_size = (size_t)block_size};
+    if (!rc)
+        rc = ct_fs_new(src, &fo, &g.fs, &err);
+    if (rc) {
+        fprintf(stderr, "ctfs: %s\n", err.msg);
+        status = ct_exit_status(rc);
+        goto out;
+    }
+    stat(g.o.src, &g.src_stat);
+    char *fsname = escape_commas(g.o.src), *mopts = NULL;
+    if (fsname && asprintf(&mopts, "-oro,subtype=ctfs,fsname=%s", fsname) > 0)
+        fuse_opt_add_arg(&args, mopts);
+    free(fsname);
+    free(mopts);
+    se = fuse_session_new(&args, &ops, sizeof ops, NULL);
+    if (!se) {
+        status = EXIT_MOUNT;
+        goto out;
+    }
+    if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, cmd.mountpoint) != 0) {
+        status = EXIT_MOUNT;
+        goto out;
+    }
+    if (fuse_daemonize(cmd.foreground) != 0) {
+        status = EXIT_MOUNT;
+        goto out_unmount;
+    }
+    if (!cmd.foreground) {
+        g.daemon = 1;
+        openlog("ctfs", LOG_PID, LOG_DAEMON);
+    }
+    if (g.o.prefetch && g.o.threads) {
+        g.workers = calloc(g.o.threads, sizeof *g.workers);
+        for (unsigned i = 0; g.workers && i < g.o.threads; i++)
+            pthread_create(&g.workers[i], NULL, worker, NULL);
+    }
+    log_msg(LOG_INFO, "serving %s at %s (config: %s)", g.o.src, cmd.mountpoint, ct_source_config_origin(src));
+    if (cmd.singlethread) {
+        rc = fuse_session_loop(se);
+    } else {
+        struct fuse_loop_config *lc = fuse_loop_cfg_create();
+        fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
+        fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+        if (cmd.max_threads && cmd.max_threads <= 100000)
+            fuse_loop_cfg_set_max_threads(lc, cmd.max_threads);
+        rc = fuse_session_loop_mt(se, lc);
+        fuse_loop_cfg_destroy(lc);
+    }
+    if (rc)
+        status = EXIT_MOUNT;
+    if (g.workers) {
+        pthread_mutex_lock(&g.qlock);
+        g.stop = 1;
+        pthread_cond_broadcast(&g.qcond);
+        pthread_mutex_unlock(&g.qlock);
+        for (unsigned i = 0; i < g.o.threads; i++)
+            pthread_join(g.workers[i], NULL);
+        free(g.workers);
+    }
+out_unmount:
+    fuse_session_unmount(se);
+out:
+    if (se) {
+        fuse_remove_signal_handlers(se);
+        fuse_session_destroy(se);
+    }
+    ct_fs_free(g.fs);
+    ct_source_close(src);
+    free(cmd.mountpoint);
+    fuse_opt_free_args(&args);
+    free(g.o.src);
+    free(g.o.cache_size);
+    free(g.o.block_size);
+    free(g.o.config);
+    return status;
 }

@@ -1,0 +1,76 @@
+/* The tree a ctfs mount shows, independent of FUSE.
+ *
+ *   SRC a file X.safetensors:  /X.safetensors (dense view)
+ *   SRC a directory:           /<shard> (dense shard per source shard),
+ *                              /model.safetensors.index.json, /config.json
+ *                              (rewritten), every other regular file as is
+ *   always:                    /tensors/<name> (raw little-endian bytes),
+ *                              /tensors/<name>.npy, /.ctfs-stats
+ *
+ * Tensor names are escaped for file names: '%', '/', control characters
+ * and DEL become %XX, a name "." or ".." or "" is fully %-encoded, and the
+ * last '.' of a raw name ending in ".npy" becomes %2E; so every name maps
+ * to one file and raw and .npy names never collide.  .npy files widen
+ * BF16 and F8_* exactly to float32; sub-byte dtypes get no .npy.
+ *
+ * Inode numbers are stable indexes (1 = root).  Sizes are exact at
+ * creation; nothing is decoded until read.  Reads of decoded files go
+ * through a ct_cache of block_size blocks.  Thread-safe after creation. */
+#ifndef CT_FSMODEL_H
+#define CT_FSMODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "ct/cache.h"
+#include "ct/source.h"
+
+typedef enum {
+    CT_FS_DIR, CT_FS_VIEW, CT_FS_TENSOR, CT_FS_NPY, CT_FS_BYTES, CT_FS_PASSTHRU, CT_FS_STATS
+} ct_fs_kind;
+
+typedef struct ct_fs ct_fs;
+
+typedef struct ct_fs_node {
+    uint64_t ino, parent;
+    char *name;
+    ct_fs_kind kind;
+    uint64_t size;
+    size_t index;             /* view (shard) or tensor index */
+    uint64_t *children;       /* directories */
+    size_t nchildren;
+    char *bytes;              /* CT_FS_BYTES contents; npy header */
+    size_t nbytes;
+    char *path;               /* CT_FS_PASSTHRU source file */
+} ct_fs_node;
+
+typedef struct ct_fs_opts {
+    uint64_t cache_size;      /* bytes */
+    size_t block_size;
+} ct_fs_opts;
+
+int ct_fs_new(const ct_source *src, const ct_fs_opts *o, ct_fs **out, ct_err *err);
+void ct_fs_free(ct_fs *fs);
+
+const ct_fs_node *ct_fs_get(const ct_fs *fs, uint64_t ino);   /* NULL if none */
+uint64_t ct_fs_lookup(const ct_fs *fs, uint64_t parent, const char *name);   /* 0 if none */
+ct_cache *ct_fs_cache(ct_fs *fs);
+int ct_fs_cached_kind(ct_fs_kind k);   /* decoded through the cache */
+
+/* Copy up to len bytes at off (clamped to the size) into buf; *got = bytes.
+ * Decoded files go through the cache; prefetch reads are not counted as hits. */
+int ct_fs_read(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, void *buf, size_t *got, ct_err *err);
+/* Decode one block of a file into the cache ahead of a reader. */
+int ct_fs_prefetch(ct_fs *fs, uint64_t ino, uint64_t block, ct_err *err);
+
+/* xattrs of a node: *n pairs of malloc'd strings in names/values. */
+int ct_fs_xattrs(const ct_fs *fs, uint64_t ino, char ***names, char ***values, size_t *n);
+void ct_fs_xattrs_free(char **names, char **values, size_t n);
+/* Runtime statistics as text (malloc'd). */
+char *ct_fs_stats_text(ct_fs *fs);
+
+/* The file name for a tensor name (malloc'd), as described above. */
+char *ct_fs_escape(const char *name, int npy);
+/* .npy header for a dtype/shape, or NULL when numpy has no exact type. */
+char *ct_npy_header(ct_dtype dt, int ndim, const int64_t *shape, size_t *len, ct_dtype *npy_dtype);
+
+#endif

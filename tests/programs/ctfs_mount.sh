@@ -1,0 +1,124 @@
+#!/bin/sh
+# Real FUSE mounts: the dense view of every reference case (file and
+# sharded-directory sources) and of a generated multi-megabyte checkpoint is
+# byte-identical to `mkct --format dense`, read whole, by single bytes, by
+# odd-sized random reads, through mmap and by 8 concurrent readers; .npy
+# files load in numpy with the expected values; writes fail with EROFS; a
+# bad source fails with its exit status and mounts nothing.
+. "$top_srcdir/tests/programs/lib.sh"
+. "$top_srcdir/tests/programs/fuse.sh"
+need_refvectors
+need_fuse
+
+PY=/usr/bin/python3
+
+# compare_reads VIEWFILE REFFILE: random reads, single bytes and mmap.
+compare_reads() {
+    "$PY" - "$1" "$2" <<'PY'
+import mmap, os, random, sys
+view, ref = sys.argv[1], sys.argv[2]
+want = open(ref, "rb").read()
+fd = os.open(view, os.O_RDONLY)
+assert os.fstat(fd).st_size == len(want), "size"
+rnd = random.Random(7)
+for _ in range(300):
+    off = rnd.randrange(len(want) + 1)
+    n = rnd.choice([1, 3, 7, 511, 4097, 65537, 1 << 20])
+    assert os.pread(fd, n, off) == want[off:off + n], ("range", off, n)
+for off in range(0, min(len(want), 2048)):
+    assert os.pread(fd, 1, off) == want[off:off + 1], ("byte", off)
+with open(view, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m:
+    assert m[:] == want, "mmap"
+PY
+}
+
+n=0
+for model in "$REFVECTORS"/ct-*/*/model.safetensors "$REFVECTORS"/ct-*/*/sharded; do
+    case_dir=$(dirname "$model")   # the case directory for model.safetensors and sharded/ alike
+    name=$(echo "${model#$REFVECTORS/}" | tr / _)
+    ref="$TMP/$name.dense"
+    "$MKCT" -q --format dense "$model" "$ref" || { not_ok "$name: mkct failed"; continue; }
+    mnt="$TMP/mnt.$name"
+    mount_ctfs "$model" "$mnt" || { not_ok "$name: mount failed: $(cat "$TMP/ctfs.err")"; continue; }
+    n=$((n + 1))
+    if [ -d "$ref" ]; then
+        for f in "$ref"/*; do
+            check "$name: $(basename "$f") equals mkct output" cmp -s "$f" "$mnt/$(basename "$f")"
+        done
+        check "$name: dense shard 2 reads randomly, by bytes and by mmap" \
+            compare_reads "$mnt/model-00002-of-00004.safetensors" "$ref/model-00002-of-00004.safetensors"
+    else
+        check "$name: view equals mkct output" cmp -s "$ref" "$mnt/model.safetensors"
+        check "$name: random, single-byte and mmap reads" compare_reads "$mnt/model.safetensors" "$ref"
+    fi
+    # every tensor file equals that tensor in the expected decode; .npy loads
+    check "$name: tensors/ raw and .npy files equal expected.safetensors" "$PY" - "$mnt/tensors" "$case_dir/expected.safetensors" <<'PY'
+import json, os, struct, sys
+import numpy as np
+tdir, exp = sys.argv[1], sys.argv[2]
+raw = open(exp, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+seen = 0
+for name, info in hdr.items():
+    if name == "__metadata__" or name.endswith(".weight_q") or name.endswith("_unpacked"):
+        continue
+    b, e = info["data_offsets"]
+    data = raw[8 + n + b:8 + n + e]
+    assert open(os.path.join(tdir, name), "rb").read() == data, name
+    dt = info["dtype"]
+    if dt == "BF16":
+        want = (np.frombuffer(data, np.uint16).astype(np.uint32) << 16).view(np.float32)
+    else:
+        want = np.frombuffer(data, {"F32": np.float32, "F16": np.float16, "I8": np.int8}[dt])
+    want = want.reshape(info["shape"])
+    got = np.load(os.path.join(tdir, name + ".npy"))
+    assert got.shape == want.shape and got.dtype == want.dtype, (name, got.shape, got.dtype)
+    assert np.array_equal(got.view(np.uint8), want.view(np.uint8)), name
+    mm = np.load(os.path.join(tdir, name + ".npy"), mmap_mode="r")
+    assert np.array_equal(np.asarray(mm).view(np.uint8), want.view(np.uint8)), name
+    seen += 1
+assert seen >= 3, seen
+PY
+    unmount_ctfs "$mnt"
+done
+check "mounted all 27 reference sources" [ "$n" = 27 ]
+
+# A generated multi-megabyte checkpoint: int4 group-128 (BF16) and a 50 %
+# sparse F16 weight, read by 8 concurrent readers.
+"$PY" "$top_srcdir/tests/gen_checkpoint.py" "$TMP/big" 2048 4096
+"$MKCT" -q --format dense "$TMP/big" "$TMP/big.dense"
+mount_ctfs "$TMP/big" "$TMP/mnt.big" -o cache_size=8M,block_size=256K || not_ok "big: mount: $(cat "$TMP/ctfs.err")"
+big1=model-00001-of-00002.safetensors big2=model-00002-of-00002.safetensors
+size=$(stat -c %s "$TMP/big.dense/$big1")
+check "big: dense shard is over 16 MB" [ "$size" -gt 16000000 ]
+check "big: stat size before any read equals mkct output" [ "$(stat -c %s "$TMP/mnt.big/$big1")" = "$size" ]
+pids=""
+for i in 1 2 3 4 5 6 7 8; do
+    f=$big1
+    [ $((i % 2)) = 0 ] && f=$big2
+    (cmp -s "$TMP/big.dense/$f" "$TMP/mnt.big/$f" && echo ok >"$TMP/reader.$i") &
+    pids="$pids $!"
+done
+wait $pids
+check "big: 8 concurrent readers see mkct's bytes" [ "$(cat "$TMP"/reader.* 2>/dev/null | grep -c ok)" = 8 ]
+check "big: random and mmap reads (cache smaller than the file)" compare_reads "$TMP/mnt.big/$big2" "$TMP/big.dense/$big2"
+check "big: index.json rewritten as mkct does" cmp -s "$TMP/big.dense/model.safetensors.index.json" "$TMP/mnt.big/model.safetensors.index.json"
+check "big: config.json rewritten as mkct does" cmp -s "$TMP/big.dense/config.json" "$TMP/mnt.big/config.json"
+check "big: other files passed through" cmp -s "$TMP/big/README.txt" "$TMP/mnt.big/README.txt"
+check "big: stats file counts decodes" grep -q '^misses [1-9]' "$TMP/mnt.big/.ctfs-stats"
+check "big: xattr names the format" sh -c "getfattr --only-values -n user.ct.format '$TMP/mnt.big/tensors/model.layers.0.mlp.down_proj.weight' | grep -qx pack-quantized"
+if echo x 2>/dev/null >"$TMP/mnt.big/config.json"; then not_ok "write succeeded"; else ok "write refused"; fi
+check "write error is EROFS" sh -c "! touch '$TMP/mnt.big/new' 2>&1 | grep -qv 'Read-only file system'"
+unmount_ctfs "$TMP/mnt.big"
+
+# A bad source: exit status 3, clear message, nothing mounted.
+head -c 100 "$REFVECTORS/ct-0.14.0.1/w4a16_g128_sym_bf16/model.safetensors" >"$TMP/bad.safetensors"
+mkdir -p "$TMP/mnt.bad"
+"$CTFS" -f "$TMP/bad.safetensors" "$TMP/mnt.bad" 2>"$TMP/bad.err"
+check "bad source: exit status 3" [ $? = 3 ]
+check "bad source: message names the file" grep -q "bad.safetensors" "$TMP/bad.err"
+check "bad source: nothing mounted" sh -c "! grep -q '$TMP/mnt.bad' /proc/mounts"
+"$CTFS" -f "$TMP/missing.safetensors" "$TMP/mnt.bad" 2>/dev/null
+check "missing source: exit status 2" [ $? = 2 ]
+finish
