@@ -1,0 +1,182 @@
+/* Block cache contract: hard byte cap with LRU eviction, pinned blocks
+ * never freed, one decode per block however many readers wait for it,
+ * errors reported and not cached, progress when everything is pinned. */
+#include "config.h"
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+#include "tap.h"
+#include "ct/cache.h"
+
+#define BS 4096
+
+static int fills, fail_block = -1, slow;
+static pthread_mutex_t fl = PTHREAD_MUTEX_INITIALIZER;
+
+static int fill(void *ctx, uint64_t file, uint64_t block, void *buf, size_t *len, ct_err *err)
+{
+    (void)ctx;
+    pthread_mutex_lock(&fl);
+    fills++;
+    pthread_mutex_unlock(&fl);
+    if (slow)
+        usleep(50000);
+    if ((int)block == fail_block)
+        return ct_fail(err, CT_EFORMAT, "block %d is bad", fail_block);
+    memset(buf, (int)(file * 16 + block), BS);
+    *len = block == 7 ? 100 : BS;   /* a short last block */
+    return 0;
+}
+
+START_TEST(t_cap_and_lru)
+{
+    fills = 0;
+    ct_cache *c = ct_cache_new(4 * BS, BS, fill, NULL);
+    ct_err err;
+    ct_cache_block *b;
+    for (int k = 0; k < 8; k++) {
+        ck_assert_int_eq(ct_cache_get(c, 1, (uint64_t)k, 0, &b, &err), 0);
+        ck_assert_uint_eq(((const unsigned char *)ct_cache_data(b))[0], 16 + k);
+        ck_assert_uint_eq(ct_cache_len(b), k == 7 ? 100 : BS);
+        ct_cache_put(c, b);
+    }
+    ct_cache_stats s;
+    ct_cache_get_stats(c, &s);
+    ck_assert_uint_eq(s.bytes, 4 * BS);      /* never above the cap */
+    ck_assert_uint_eq(s.evictions, 4);
+    ck_assert_uint_eq(s.misses, 8);
+    /* blocks 4..7 are resident, 0..3 were evicted (LRU) */
+    for (int k = 0; k < 8; k++)
+        ck_assert_int_eq(ct_cache_has(c, 1, (uint64_t)k), k >= 4);
+    ck_assert_int_eq(ct_cache_get(c, 1, 5, 0, &b, &err), 0);   /* hit, now most recent */
+    ct_cache_put(c, b);
+    ck_assert_int_eq(ct_cache_get(c, 1, 0, 0, &b, &err), 0);   /* evicts 4, the LRU */
+    ct_cache_put(c, b);
+    ck_assert_int_eq(ct_cache_has(c, 1, 4), 0);
+    ck_assert_int_eq(ct_cache_has(c, 1, 5), 1);
+    ct_cache_get_stats(c, &s);
+    ck_assert_uint_eq(s.hits, 1);
+    ck_assert_int_eq(fills, 9);
+    ct_cache_free(c);
+}
+END_TEST
+
+START_TEST(t_pins_and_progress)
+{
+    ct_cache *c = ct_cache_new(2 * BS, BS, fill, NULL);
+    ct_err err;
+    ct_cache_block *a, *b, *x;
+    ck_assert_int_eq(ct_cache_get(c, 2, 0, 0, &a, &err), 0);
+    ck_assert_int_eq(ct_cache_get(c, 2, 1, 0, &b, &err), 0);
+    /* both pinned and the cap reached: a third block is decoded privately */
+    ck_assert_int_eq(ct_cache_get(c, 2, 2, 0, &x, &err), 0);
+    ck_assert_uint_eq(((const unsigned char *)ct_cache_data(x))[0], 34);
+    ck_assert_int_eq(ct_cache_has(c, 2, 2), 0);
+    ct_cache_stats s;
+    ct_cache_get_stats(c, &s);
+    ck_assert_uint_eq(s.uncached, 1);
+    ck_assert_uint_eq(s.bytes, 2 * BS);
+    /* pinned data survived */
+    ck_assert_uint_eq(((const unsigned char *)ct_cache_data(a))[BS - 1], 32);
+    ck_assert_uint_eq(((const unsigned char *)ct_cache_data(b))[BS - 1], 33);
+    ct_cache_put(c, x);
+    ct_cache_put(c, a);
+    ct_cache_put(c, b);
+    ck_assert_int_eq(ct_cache_get(c, 2, 3, 0, &x, &err), 0);   /* now something can go */
+    ct_cache_put(c, x);
+    ck_assert_int_eq(ct_cache_has(c, 2, 3), 1);
+    ct_cache_free(c);
+}
+END_TEST
+
+START_TEST(t_errors_not_cached)
+{
+    ct_cache *c = ct_cache_new(8 * BS, BS, fill, NULL);
+    ct_err err = {0};
+    ct_cache_block *b;
+    fail_block = 3;
+    ck_assert_int_eq(ct_cache_get(c, 1, 3, 0, &b, &err), CT_EFORMAT);
+    ck_assert_str_eq(err.msg, "block 3 is bad");
+    ck_assert_int_eq(ct_cache_has(c, 1, 3), 0);
+    fail_block = -1;
+    ck_assert_int_eq(ct_cache_get(c, 1, 3, 0, &b, &err), 0);   /* retried, now fine */
+    ct_cache_put(c, b);
+    ct_cache_free(c);
+}
+END_TEST
+
+static ct_cache *shared;
+static void *reader(void *arg)
+{
+    ct_err err;
+    ct_cache_block *b;
+    if (ct_cache_get(shared, 9, 1, 0, &b, &err) != 0)
+        return (void *)1;
+    int bad = ((const unsigned char *)ct_cache_data(b))[0] != 9 * 16 + 1;
+    ct_cache_put(shared, b);
+    (void)arg;
+    return (void *)(intptr_t)bad;
+}
+
+START_TEST(t_one_decode_for_concurrent_readers)
+{
+    fills = 0;
+    slow = 1;
+    shared = ct_cache_new(8 * BS, BS, fill, NULL);
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, reader, NULL);
+    int bad = 0;
+    for (int i = 0; i < 8; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        bad += (int)(intptr_t)r;
+    }
+    slow = 0;
+    ck_assert_int_eq(bad, 0);
+    ck_assert_int_eq(fills, 1);
+    ct_cache_stats s;
+    ct_cache_get_stats(shared, &s);
+    ck_assert_uint_eq(s.misses + s.hits, 8);
+    ck_assert_uint_ge(s.waits, 1);
+    ct_cache_free(shared);
+}
+END_TEST
+
+START_TEST(t_prefetch_accounting)
+{
+    ct_cache *c = ct_cache_new(2 * BS, BS, fill, NULL);
+    ct_err err;
+    ct_cache_block *b;
+    ck_assert_int_eq(ct_cache_get(c, 1, 0, 1, &b, &err), 0);   /* prefetched, then used */
+    ct_cache_put(c, b);
+    ck_assert_int_eq(ct_cache_get(c, 1, 0, 0, &b, &err), 0);
+    ct_cache_put(c, b);
+    ck_assert_int_eq(ct_cache_get(c, 1, 1, 1, &b, &err), 0);   /* prefetched, never used */
+    ct_cache_put(c, b);
+    ck_assert_int_eq(ct_cache_get(c, 1, 2, 0, &b, &err), 0);
+    ct_cache_put(c, b);
+    ck_assert_int_eq(ct_cache_get(c, 1, 3, 0, &b, &err), 0);
+    ct_cache_put(c, b);
+    ct_cache_stats s;
+    ct_cache_get_stats(c, &s);
+    ck_assert_uint_eq(s.prefetched, 2);
+    ck_assert_uint_eq(s.prefetch_used, 1);
+    ck_assert_uint_eq(s.prefetch_wasted, 1);
+    ct_cache_free(c);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cache");
+    TCase *tc = tcase_create("cache");
+    tcase_set_timeout(tc, 20);
+    tcase_add_test(tc, t_cap_and_lru);
+    tcase_add_test(tc, t_pins_and_progress);
+    tcase_add_test(tc, t_errors_not_cached);
+    tcase_add_test(tc, t_one_decode_for_concurrent_readers);
+    tcase_add_test(tc, t_prefetch_accounting);
+    suite_add_tcase(s, tc);
+    return ct_run_suite(s);
+}
