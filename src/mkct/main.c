@@ -10,6 +10,7 @@
 #include "ct/config.h"
 #include "ct/dense.h"
 #include "ct/pyjson.h"
+#include "ct/sample.h"
 #include "ct/source.h"
 
 static void usage(FILE *f)
@@ -26,6 +27,9 @@ static void usage(FILE *f)
             "      --progress       show progress (default when stderr is a terminal)\n"
             "      --no-progress    do not show progress\n"
             "  -q, --quiet          no notes on stderr\n"
+            "      --sample DIR     write the built-in sample: a small llama-shaped compressed\n"
+            "                       checkpoint in DIR/compressed and its dense tensors in\n"
+            "                       DIR/reference.safetensors\n"
             "  -h, --help           this help\n"
             "  -V, --version        print the version\n"
             "\n"
@@ -52,7 +56,7 @@ int main(int argc, char **argv)
         {"keep-qparams", no_argument, 0, 'k'}, {"force", no_argument, 0, 'F'},
         {"progress", no_argument, 0, 'p'}, {"no-progress", no_argument, 0, 'P'},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'}, {0, 0, 0, 0},
+        {"version", no_argument, 0, 'V'}, {"sample", required_argument, 0, 'S'}, {0, 0, 0, 0},
     };
     const char *format = NULL, *config = NULL;
     int keep = 0, force = 0, show_progress = isatty(2), quiet = 0, c;
@@ -67,6 +71,13 @@ int main(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("mkct (ctfs) %s\n", PACKAGE_VERSION); return 0;
+        case 'S': {
+            ct_err err = {0};
+            int rc = ct_write_sample(optarg, &err);
+            if (rc)
+                fprintf(stderr, "mkct: %s\n", err.msg);
+            return ct_exit_status(rc);
+        }
         default: usage(stderr); return 1;
         }
     }
