@@ -112,6 +112,22 @@ if echo x 2>/dev/null >"$TMP/mnt.big/config.json"; then not_ok "write succeeded"
 check "write error is EROFS" sh -c "! touch '$TMP/mnt.big/new' 2>&1 | grep -qv 'Read-only file system'"
 unmount_ctfs "$TMP/mnt.big"
 
+# fstab path: mount(8) -> mount.fuse3 -> ctfs, options passed through.
+if [ "$(id -u)" = 0 ] && command -v mount.fuse3 >/dev/null 2>&1; then
+    mkdir -p "$TMP/mnt.fstab"
+    if mount -t fuse -o ro,cache_size=16M,block_size=64K "$CTFS#$TMP/big" "$TMP/mnt.fstab" 2>"$TMP/fstab.err"; then
+        cleanup_hooks="$cleanup_hooks umount '$TMP/mnt.fstab' 2>/dev/null;"
+        check "mount.fuse3: shows as fuse.ctfs" grep -q " $TMP/mnt.fstab fuse.ctfs ro," /proc/mounts
+        check "mount.fuse3: bytes equal mkct output" cmp -s "$TMP/big.dense/$big1" "$TMP/mnt.fstab/$big1"
+        umount "$TMP/mnt.fstab"
+        check "umount ends the mount" sh -c "! grep -q ' $TMP/mnt.fstab ' /proc/mounts"
+    else
+        not_ok "mount -t fuse ctfs#SRC failed: $(cat "$TMP/fstab.err")"
+    fi
+else
+    echo "note: not root or no mount.fuse3: the fstab path is not exercised"
+fi
+
 # A bad source: exit status 3, clear message, nothing mounted.
 head -c 100 "$REFVECTORS/ct-0.14.0.1/w4a16_g128_sym_bf16/model.safetensors" >"$TMP/bad.safetensors"
 mkdir -p "$TMP/mnt.bad"
