@@ -17,7 +17,7 @@ static const float scales[] = {1.0f, 0.0078125f, -3.5f, 1e-30f, 3e38f, 0.0f, -0.
 START_TEST(t_scatter)
 {
     uint8_t mask[80];
-    uint8_t vals[640 + 64], a[640 * 8], b[640 * 8];
+    uint8_t vals[640 * 8 + 64], a[640 * 8], b[640 * 8];
     for (int it = 0; it < 2000; it++) {
         fill(mask, sizeof mask);
         fill(vals, sizeof vals);

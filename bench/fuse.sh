@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# FUSE read-path benchmark for ctfs, in one run, against a null FUSE file
+# system (same libfuse options, memcpy from memory) and against the same
+# dense bytes read from a plain file.  Prints a table with ratios.
+#   usage: bench/fuse.sh [BUILDDIR] [ROWS COLS]   (default build 16384 16384:
+#          a 512 MiB BF16 dense view of an int4 group-128 checkpoint)
+# Needs root (drop_caches) and /dev/fuse.  Numbers are noisy on a shared
+# 2-core machine: compare ratios, and run it more than once.
+set -euo pipefail
+B=$(cd "${1:-build}" && pwd)
+R=${2:-16384} C=${3:-16384}
+here=$(cd "$(dirname "$0")" && pwd)
+W=$(mktemp -d /tmp/ctfs-fbench.XXXXXX)
+cleanup() { fusermount3 -u "$W/ct" 2>/dev/null || true; fusermount3 -u "$W/null" 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
+gcc -O2 -o "$W/nullfs" "$here/nullfs.c" $(pkg-config --cflags --libs fuse3)
+gcc -O2 -pthread -o "$W/readbench" "$here/readbench.c"
+/usr/bin/python3 - "$W/src" "$R" "$C" <<'PY'
+import json, os, struct, sys
+import numpy as np
+out, R, C = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(out)
+rng = np.random.default_rng(5)
+packed = rng.integers(0, 2**32, size=(R, C // 8), dtype=np.uint64).astype(np.uint32)
+scale = ((rng.random((R, C // 128), dtype=np.float32) * 0.01 + 0.001).view(np.uint32) >> 16).astype(np.uint16)
+t = [("m.weight_packed", "I32", [R, C // 8], packed), ("m.weight_scale", "BF16", [R, C // 128], scale),
+     ("m.weight_shape", "I64", [2], np.array([R, C], np.int64))]
+hdr, off = {"__metadata__": {"format": "pt"}}, 0
+for n, d, s, a in t:
+    hdr[n] = {"dtype": d, "shape": s, "data_offsets": [off, off + a.nbytes]}; off += a.nbytes
+h = json.dumps(hdr, separators=(",", ":")).encode(); h += b" " * (-len(h) % 8)
+with open(os.path.join(out, "model.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h)
+    for _, _, _, a in t: f.write(a.tobytes())
+json.dump({"quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized",
+           "version": "0.18.0", "config_groups": {"g": {"targets": ["Linear"],
+           "weights": {"num_bits": 4, "group_size": 128, "strategy": "group"}}}}},
+          open(os.path.join(out, "config.json"), "w"))
+PY
+"$B/mkct" -q --format dense "$W/src" "$W/plain"
+PLAIN=$W/plain/model.safetensors
+SIZE=$(stat -c %s "$PLAIN")
+mkdir -p "$W/ct" "$W/null"
+
+drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+mount_ct() { "$B/ctfs" "$W/src" "$W/ct" -o cache_size=256M; }
+mount_null() { "$W/nullfs" "$SIZE" "$W/null"; }
+umount_all() { fusermount3 -u "$W/ct" 2>/dev/null || true; fusermount3 -u "$W/null" 2>/dev/null || true; }
+# run MODE ARG: one measurement for each of ctfs, nullfs and the plain file
+# (cold: fresh mounts and dropped page cache; warm: second read of the same)
+declare -A res
+measure() {
+    local label=$1 mode=$2 arg=$3 warm=$4
+    umount_all; drop; mount_ct; mount_null
+    if [ "$warm" = warm ]; then
+        "$W/readbench" "$mode" "$W/ct/model.safetensors" "$arg" >/dev/null
+        "$W/readbench" "$mode" "$W/null/data" "$arg" >/dev/null
+        "$W/readbench" "$mode" "$PLAIN" "$arg" >/dev/null
+    fi
+    res[$label.ct]=$("$W/readbench" "$mode" "$W/ct/model.safetensors" "$arg")
+    res[$label.null]=$("$W/readbench" "$mode" "$W/null/data" "$arg")
+    [ "$warm" = warm ] || drop
+    res[$label.plain]=$("$W/readbench" "$mode" "$PLAIN" "$arg")
+}
+measure seq1m seq 1048576 cold
+measure seq128k seq 131072 cold
+measure mmap mmap 0 cold
+measure warm seq 1048576 warm
+measure conc2 conc2 1048576 cold
+measure rand4k rand4k 20000 cold
+umount_all
+echo "ctfs read-path benchmark: ${R}x${C} int4 g128 -> BF16, dense view $((SIZE >> 20)) MiB, cache 256M, block 1M"
+printf "%-32s %9s %9s %9s %9s %9s\n" "read" "ctfs" "nullFUSE" "plain" "ct/null" "ct/plain"
+for k in seq1m:"cold sequential, 1 MiB reads" seq128k:"cold sequential, 128 KiB reads" mmap:"cold mmap read" \
+         warm:"warm re-read, 1 MiB reads" conc2:"2 concurrent readers (sum)" rand4k:"cold random 4 KiB reads"; do
+    key=${k%%:*} label=${k#*:}
+    c=${res[$key.ct]} n=${res[$key.null]} p=${res[$key.plain]}
+    awk -v l="$label" -v c="$c" -v n="$n" -v p="$p" \
+        'BEGIN { printf "%-32s %8.2f  %8.2f  %8.2f  %8.2fx %8.2fx\n", l, c, n, p, c / n, c / p }'
+done
+echo "(GB/s; targets: cold sequential >= 0.8x null FUSE, warm re-read >= 0.6x plain file)"
