@@ -59,6 +59,25 @@ int ct_fs_cached_kind(ct_fs_kind k);   /* decoded through the cache */
 /* Copy up to len bytes at off (clamped to the size) into buf; *got = bytes.
  * Decoded files go through the cache; prefetch reads are not counted as hits. */
 int ct_fs_read(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, void *buf, size_t *got, ct_err *err);
+/* Zero-copy reads of decoded files: pin the cache blocks covering
+ * [off, off+len) (clamped to the size) and return up to max spans pointing
+ * into them; the bytes stay valid until ct_fs_unpin().  Returns 0 with
+ * *n = 0 for kinds that are not cached (use ct_fs_read). */
+typedef struct ct_fs_span {
+    const void *data;
+    size_t len;
+    ct_cache_block *block;
+} ct_fs_span;
+int ct_fs_read_pinned(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, ct_fs_span *spans, size_t max,
+                      size_t *n, ct_err *err);
+void ct_fs_unpin(ct_fs *fs, ct_fs_span *spans, size_t n);
+
+/* Decode exactly [off, off+len) of a decoded file, bypassing the cache
+ * (for random readers: no block-sized amplification). */
+int ct_fs_read_direct(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, void *buf, size_t *got, ct_err *err);
+/* 1 if the block holding byte off of the file is in the cache. */
+int ct_fs_cached(ct_fs *fs, uint64_t ino, uint64_t off);
+
 /* Decode one block of a file into the cache ahead of a reader. */
 int ct_fs_prefetch(ct_fs *fs, uint64_t ino, uint64_t block, ct_err *err);
 

@@ -237,39 +237,84 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     fuse_reply_err(req, 0);
 }
 
+/* Sequential readers get the next blocks decoded ahead; random ones none. */
+static void note_read(struct handle *h, const ct_fs_node *n, fuse_ino_t ino, off_t off, size_t got)
+{
+    if (!h || !g.o.prefetch || !g.workers || !ct_fs_cached_kind(n->kind))
+        return;
+    uint64_t bs = ct_cache_block_size(ct_fs_cache(g.fs));
+    uint64_t end = (uint64_t)off + got;
+    if ((uint64_t)off == h->next_off && got) {
+        uint64_t first = (end + bs - 1) / bs, last = end / bs + g.o.prefetch;
+        if (h->ahead > first)
+            first = h->ahead;
+        for (uint64_t b = first; b <= last && b * bs < n->size; b++)
+            queue_prefetch(ino, b);
+        if (last + 1 > h->ahead)
+            h->ahead = last + 1;
+    }
+    h->next_off = end;
+}
+
+#define MAX_SPANS 64
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
     const ct_fs_node *n = ct_fs_get(g.fs, ino);
+    /* (Bookkeeping before replying: once the reply is out, release may free h.) */
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-    char *buf = malloc(size ? size : 1);
-    if (!n || !buf) {
-        free(buf);
-        fuse_reply_err(req, n ? ENOMEM : ENOENT);
+    if (!n) {
+        fuse_reply_err(req, ENOENT);
         return;
     }
     ct_err err = {0};
+    int sequential = !h || (uint64_t)off == h->next_off || off == 0;
+    if (ct_fs_cached_kind(n->kind) && (sequential || ct_fs_cached(g.fs, ino, (uint64_t)off))) {
+        /* Zero copy: reply straight from the pinned cache blocks. */
+        ct_fs_span sp[MAX_SPANS];
+        size_t ns = 0;
+        if (ct_fs_read_pinned(g.fs, ino, (uint64_t)off, size, sp, MAX_SPANS, &ns, &err)) {
+            log_msg(LOG_ERR, "read of %s at %lld failed: %s", n->name, (long long)off, err.msg);
+            fuse_reply_err(req, EIO);
+            return;
+        }
+        size_t got = 0;
+        for (size_t i = 0; i < ns; i++)
+            got += sp[i].len;
+        note_read(h, n, ino, off, got);
+        if (ns <= 1) {
+            fuse_reply_buf(req, ns ? sp[0].data : NULL, got);
+        } else {
+            /* the read straddles blocks: one copy into a contiguous buffer */
+            char *buf = malloc(got);
+            for (size_t i = 0, at = 0; buf && i < ns; at += sp[i].len, i++)
+                memcpy(buf + at, sp[i].data, sp[i].len);
+            if (buf)
+                fuse_reply_buf(req, buf, got);
+            else
+                fuse_reply_err(req, ENOMEM);
+            free(buf);
+        }
+        ct_fs_unpin(g.fs, sp, ns);
+        return;
+    }
+    /* Random readers of uncached blocks, and files outside the cache:
+     * decode or read exactly what is asked. */
+    char *buf = malloc(size ? size : 1);
     size_t got = 0;
-    if (ct_fs_read(g.fs, ino, (uint64_t)off, size, buf, &got, &err)) {
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    int rc = ct_fs_cached_kind(n->kind) ? ct_fs_read_direct(g.fs, ino, (uint64_t)off, size, buf, &got, &err)
+                                        : ct_fs_read(g.fs, ino, (uint64_t)off, size, buf, &got, &err);
+    if (h && ct_fs_cached_kind(n->kind))
+        h->next_off = (uint64_t)off + got;
+    if (rc) {
         log_msg(LOG_ERR, "read of %s at %lld failed: %s", n->name, (long long)off, err.msg);
         free(buf);
         fuse_reply_err(req, EIO);
         return;
-    }
-    /* Sequential readers get the next blocks decoded ahead; random ones none.
-     * (Before replying: once the reply is out, release may free h.) */
-    if (h && g.o.prefetch && g.workers && ct_fs_cached_kind(n->kind)) {
-        uint64_t bs = ct_cache_block_size(ct_fs_cache(g.fs));
-        uint64_t end = (uint64_t)off + got;
-        if ((uint64_t)off == h->next_off && got) {
-            uint64_t first = (end + bs - 1) / bs, last = end / bs + g.o.prefetch;
-            if (h->ahead > first)
-                first = h->ahead;
-            for (uint64_t b = first; b <= last && b * bs < n->size; b++)
-                queue_prefetch(ino, b);
-            if (last + 1 > h->ahead)
-                h->ahead = last + 1;
-        }
-        h->next_off = end;
     }
     fuse_reply_buf(req, buf, got);
     free(buf);

@@ -314,6 +314,16 @@ static int npy_read(ct_fs *fs, const ct_fs_node *n, uint64_t off, size_t len, ch
     return rc;
 }
 
+static int decode_range(ct_fs *fs, const ct_fs_node *n, uint64_t off, size_t k, void *buf, ct_err *err)
+{
+    switch (n->kind) {
+    case CT_FS_VIEW: return ct_view_read(fs->views[n->index], off, k, buf, err);
+    case CT_FS_TENSOR: return ct_source_read(fs->src, n->index, off, k, buf, err);
+    case CT_FS_NPY: return npy_read(fs, n, off, k, buf, err);
+    default: return ct_fail(err, CT_EUSAGE, "not a decoded file");
+    }
+}
+
 static int fill_block(void *ctx, uint64_t ino, uint64_t block, void *buf, size_t *len, ct_err *err)
 {
     ct_fs *fs = ctx;
@@ -324,12 +334,28 @@ static int fill_block(void *ctx, uint64_t ino, uint64_t block, void *buf, size_t
         return ct_fail(err, CT_EUSAGE, "block %" PRIu64 " is past the end", block);
     size_t k = n->size - off < bs ? (size_t)(n->size - off) : bs;
     *len = k;
-    switch (n->kind) {
-    case CT_FS_VIEW: return ct_view_read(fs->views[n->index], off, k, buf, err);
-    case CT_FS_TENSOR: return ct_source_read(fs->src, n->index, off, k, buf, err);
-    case CT_FS_NPY: return npy_read(fs, n, off, k, buf, err);
-    default: return ct_fail(err, CT_EUSAGE, "not a decoded file");
-    }
+    return decode_range(fs, n, off, k, buf, err);
+}
+
+int ct_fs_read_direct(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, void *buf, size_t *got, ct_err *err)
+{
+    const ct_fs_node *n = ct_fs_get(fs, ino);
+    *got = 0;
+    if (!n || !ct_fs_cached_kind(n->kind))
+        return ct_fail(err, CT_EUSAGE, "not a decoded file");
+    if (off >= n->size)
+        return 0;
+    if (len > n->size - off)
+        len = (size_t)(n->size - off);
+    int rc = decode_range(fs, n, off, len, buf, err);
+    if (!rc)
+        *got = len;
+    return rc;
+}
+
+int ct_fs_cached(ct_fs *fs, uint64_t ino, uint64_t off)
+{
+    return ct_cache_has(fs->cache, ino, off / ct_cache_block_size(fs->cache));
 }
 
 int ct_fs_read(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, void *buf, size_t *got, ct_err *err)
@@ -390,6 +416,41 @@ int ct_fs_read(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, void *buf, siz
         *got += k;
     }
     return 0;
+}
+
+int ct_fs_read_pinned(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, ct_fs_span *spans, size_t max,
+                      size_t *n, ct_err *err)
+{
+    const ct_fs_node *node = ct_fs_get(fs, ino);
+    *n = 0;
+    if (!node || !ct_fs_cached_kind(node->kind) || off >= node->size)
+        return 0;
+    if (len > node->size - off)
+        len = (size_t)(node->size - off);
+    size_t bs = ct_cache_block_size(fs->cache);
+    while (len && *n < max) {
+        ct_cache_block *b;
+        int rc = ct_cache_get(fs->cache, ino, off / bs, 0, &b, err);
+        if (rc) {
+            ct_fs_unpin(fs, spans, *n);
+            *n = 0;
+            return rc;
+        }
+        size_t in = (size_t)(off % bs), k = ct_cache_len(b) - in < len ? ct_cache_len(b) - in : len;
+        spans[*n].data = (const char *)ct_cache_data(b) + in;
+        spans[*n].len = k;
+        spans[*n].block = b;
+        (*n)++;
+        off += k;
+        len -= k;
+    }
+    return 0;
+}
+
+void ct_fs_unpin(ct_fs *fs, ct_fs_span *spans, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        ct_cache_put(fs->cache, spans[i].block);
 }
 
 int ct_fs_prefetch(ct_fs *fs, uint64_t ino, uint64_t block, ct_err *err)
