@@ -661,7 +661,8 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
         const char *src = stored + i * row_bytes;
         const uint8_t *cp;
         int fp4 = r->kind == CT_K_NVFP4 || r->kind == CT_K_MXFP4;
-        if (fp4 && t->info.dtype == CT_BF16 && r->gs % 16 == 0 && c_lo % 16 == 0 && (c_hi - c_lo) % 16 == 0) {
+        /* whole groups only: the kernel indexes scales from c_lo */
+        if (fp4 && t->info.dtype == CT_BF16 && r->gs % 16 == 0 && c_lo % r->gs == 0 && (c_hi - c_lo) % 16 == 0) {
             const float *srow = q.scales + (scale_row_of(r, row) - q.sr0) * r->scale_cols;
             ct_k_fp4_bf16((const uint8_t *)src + c_lo / 2, c_hi - c_lo, srow + c_lo / r->gs, r->gs,
                           (uint16_t *)(out + (row * C + c_lo - e0) * es));
