@@ -4,6 +4,7 @@
 #define FUSE_USE_VERSION 312
 #include "config.h"
 #include <errno.h>
+#include <limits.h>
 #include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -381,8 +382,17 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_statfs(req, &s);
 }
 
+/* The source is immutable while mounted: no per-read attribute checks,
+ * and the largest readahead the kernel allows. */
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+    (void)userdata;
+    conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+    conn->max_readahead = UINT_MAX;
+}
+
 static const struct fuse_lowlevel_ops ops = {
-    .lookup = op_lookup, .getattr = op_getattr, .readdir = op_readdir, .open = op_open,
+    .init = op_init, .lookup = op_lookup, .getattr = op_getattr, .readdir = op_readdir, .open = op_open,
     .read = op_read, .release = op_release, .getxattr = op_getxattr, .listxattr = op_listxattr,
     .statfs = op_statfs,
 };

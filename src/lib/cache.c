@@ -1,6 +1,7 @@
 #include "config.h"
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <time.h>
 #include "ct/cache.h"
@@ -16,10 +17,23 @@ struct ct_cache_block {
     struct ct_cache_block *prev, *next;     /* LRU, most recent at head */
 };
 
+/* Block buffers come from 2 MiB-aligned slabs (transparent huge pages where
+ * the kernel allows: one fault per 2 MiB instead of 512) and are recycled
+ * through a free list; the cap counts every buffer carved, in use or free.
+ * Slab memory beyond the carved blocks is never touched, so it costs no RSS. */
+#define SLAB ((size_t)2 << 20)
+
 struct ct_cache {
     pthread_mutex_t lock;
     pthread_cond_t done;
-    uint64_t cap, used;
+    uint64_t cap, used;       /* used: bytes of cached blocks (resident) */
+    uint64_t carved;          /* bytes of block buffers handed out of slabs */
+    char *slab;               /* current slab and its carve position */
+    size_t slab_pos, slab_size;
+    void **slabs;
+    size_t nslabs;
+    void **freebufs;
+    size_t nfree, free_cap;
     size_t bs;
     ct_cache_fill fill;
     void *ctx;
@@ -63,9 +77,12 @@ void ct_cache_free(ct_cache *c)
         return;
     for (ct_cache_block *b = c->head, *n; b; b = n) {
         n = b->next;
-        free(b->data);
         free(b);
     }
+    for (size_t i = 0; i < c->nslabs; i++)
+        free(c->slabs[i]);
+    free(c->slabs);
+    free(c->freebufs);
     free(c->table);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->done);
@@ -109,12 +126,56 @@ static ct_cache_block *find(ct_cache *c, uint64_t f, uint64_t blk)
     return NULL;
 }
 
-/* Free the least recently used unpinned blocks until one more fits. */
-static int make_room(ct_cache *c)
+static void release_buf(ct_cache *c, char *buf)
 {
-    ct_cache_block *b = c->tail;
-    while (c->used + c->bs > c->cap && b) {
-        ct_cache_block *prev = b->prev;
+    c->freebufs[c->nfree++] = buf;   /* free_cap >= every buffer ever carved */
+}
+
+/* A new buffer from the slabs, if the cap allows one more. */
+static char *carve(ct_cache *c)
+{
+    if (c->carved + c->bs > c->cap)
+        return NULL;
+    if (c->carved / c->bs + 1 > c->free_cap) {   /* room to free every buffer */
+        size_t cap = c->free_cap ? 2 * c->free_cap : 64;
+        void **f = realloc(c->freebufs, cap * sizeof *f);
+        if (!f)
+            return NULL;
+        c->freebufs = f;
+        c->free_cap = cap;
+    }
+    if (!c->slab || c->slab_size - c->slab_pos < c->bs) {
+        size_t size = c->bs <= SLAB ? SLAB : (c->bs + SLAB - 1) / SLAB * SLAB;
+        void *p = NULL, **sl = realloc(c->slabs, (c->nslabs + 1) * sizeof *sl);
+        if (!sl)
+            return NULL;
+        c->slabs = sl;
+        if (posix_memalign(&p, SLAB, size) != 0)
+            return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(p, size, MADV_HUGEPAGE);
+#endif
+        c->slabs[c->nslabs++] = p;
+        c->slab = p;
+        c->slab_pos = 0;
+        c->slab_size = size;
+    }
+    char *buf = c->slab + c->slab_pos;
+    c->slab_pos += c->bs;
+    c->carved += c->bs;
+    return buf;
+}
+
+/* A buffer for one more cached block: a free one, a new one within the
+ * cap, or the buffer of the least recently used unpinned block. */
+static char *get_buf(ct_cache *c)
+{
+    if (c->nfree)
+        return c->freebufs[--c->nfree];
+    char *buf = carve(c);
+    if (buf)
+        return buf;
+    for (ct_cache_block *b = c->tail; b; b = b->prev)
         if (b->refs == 0 && b->state == READY) {
             lru_unlink(c, b);
             hash_remove(c, b);
@@ -122,12 +183,11 @@ static int make_room(ct_cache *c)
             c->st.evictions++;
             if (b->prefetched && !b->touched)
                 c->st.prefetch_wasted++;
-            free(b->data);
+            buf = b->data;
             free(b);
+            return buf;
         }
-        b = prev;
-    }
-    return c->used + c->bs <= c->cap;
+    return NULL;
 }
 
 static uint64_t now_ns(void)
@@ -164,7 +224,10 @@ int ct_cache_get(ct_cache *c, uint64_t file, uint64_t blk, int prefetch, ct_cach
     }
     /* miss: this caller decodes */
     ct_cache_block *b = calloc(1, sizeof *b);
-    char *data = b ? malloc(c->bs) : NULL;
+    char *data = b ? get_buf(c) : NULL;
+    int cached = data != NULL;
+    if (b && !data)
+        data = malloc(c->bs);   /* all pinned at the cap: a private buffer */
     if (!b || !data) {
         free(b);
         pthread_mutex_unlock(&c->lock);
@@ -177,7 +240,7 @@ int ct_cache_get(ct_cache *c, uint64_t file, uint64_t blk, int prefetch, ct_cach
     b->state = LOADING;
     b->prefetched = prefetch;
     b->touched = !prefetch;
-    b->cached = make_room(c);
+    b->cached = cached;
     if (prefetch)
         c->st.prefetched++;
     else
@@ -207,12 +270,14 @@ int ct_cache_get(ct_cache *c, uint64_t file, uint64_t blk, int prefetch, ct_cach
         lru_unlink(c, b);
         hash_remove(c, b);
         c->used -= c->bs;
-        b->cached = 0;
+        release_buf(c, b->data);
     }
+    int was_cached = b->cached;
     pthread_cond_broadcast(&c->done);
     pthread_mutex_unlock(&c->lock);
     if (rc) {
-        free(b->data);
+        if (!was_cached)
+            free(b->data);
         free(b);
         return rc;
     }
