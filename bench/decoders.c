@@ -8,7 +8,8 @@
  * number of bytes from a DRAM buffer into the same ring.
  * Each figure is the best of several passes (the machine is shared and
  * noisy); ratios are what the targets are about.
- *   usage: bench/decoders [ROWS COLS]   (default 4096 8192) */
+ *   usage: bench/decoders [ROWS COLS [FORMAT]]   (default 4096 8192, all;
+ *          FORMAT one of bitmask int4 int8 fp8 nvfp4) */
 #include "config.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,6 +216,10 @@ int main(int argc, char **argv)
     int missed = 0;
     for (int i = 0; i < 5; i++) {
         snprintf(path, sizeof path, "%s/%s.safetensors", dir, files[i]);
+        if (argc > 3 && strcmp(argv[3], files[i])) {
+            unlink(path);
+            continue;
+        }
         uint64_t n;
         double d = bench_decode(path, &n);   /* first: also warms the page cache */
         double m = bench_memcpy(n);

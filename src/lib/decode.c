@@ -100,6 +100,19 @@ static int rd(const ct_ref *ref, uint64_t off, uint64_t len, void *buf, ct_err *
     return ct_st_pread(ref->st, ref->t, off, len, buf, err);
 }
 
+static float f8_tab[256];
+static pthread_once_t f8_once = PTHREAD_ONCE_INIT;
+static void f8_init(void)
+{
+    for (int b = 0; b < 256; b++)
+        f8_tab[b] = ct_f8e4m3_to_f32((uint8_t)b);
+}
+static const float *f8_table(void)
+{
+    pthread_once(&f8_once, f8_init);
+    return f8_tab;
+}
+
 /* n elements of a scale tensor, from element i0, as float32. */
 static int load_scales(const ct_ref *ref, uint64_t i0, uint64_t n, int e8m0, float *dst, ct_err *err)
 {
@@ -116,7 +129,7 @@ static int load_scales(const ct_ref *ref, uint64_t i0, uint64_t n, int e8m0, flo
         case CT_BF16: dst[i] = ct_bf16_to_f32(ct_load_le16(p)); break;
         case CT_F16: dst[i] = ct_f16_to_f32(ct_load_le16(p)); break;
         case CT_F64: { double d; memcpy(&d, p, 8); dst[i] = (float)d; break; }
-        case CT_F8_E4M3: dst[i] = ct_f8e4m3_to_f32(*p); break;
+        case CT_F8_E4M3: dst[i] = f8_table()[*p]; break;
         case CT_U8: case CT_F8_E8M0: dst[i] = e8m0 ? ct_e8m0_to_f32(*p) : (float)*p; break;
         default: rc = ct_fail(err, CT_EUNSUPPORTED, "scale tensor '%s' has dtype %s", ref->t->name,
                               ct_dtype_name(dt));
