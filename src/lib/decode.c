@@ -113,15 +113,28 @@ static const float *f8_table(void)
     return f8_tab;
 }
 
+/* n elements of a small tensor (scales, zero points, indexes) from element
+ * i0 into a malloc'd buffer; *es gets the element size. */
+static int read_elems(const ct_ref *ref, uint64_t i0, uint64_t n, unsigned char **out, size_t *es, ct_err *err)
+{
+    *es = ct_dtype_bits(ref->t->dtype) / 8;
+    if (!(*out = malloc(n * *es + 1)))
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+    int rc = rd(ref, i0 * *es, n * *es, *out, err);
+    if (rc) {
+        free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
 /* n elements of a scale tensor, from element i0, as float32. */
 static int load_scales(const ct_ref *ref, uint64_t i0, uint64_t n, int e8m0, float *dst, ct_err *err)
 {
     ct_dtype dt = ref->t->dtype;
-    size_t es = ct_dtype_bits(dt) / 8;
-    unsigned char *tmp = malloc(n * es + 1);
-    if (!tmp)
-        return ct_fail(err, CT_ENOMEM, "out of memory");
-    int rc = rd(ref, i0 * es, n * es, tmp, err);
+    size_t es;
+    unsigned char *tmp;
+    int rc = read_elems(ref, i0, n, &tmp, &es, err);
     for (uint64_t i = 0; !rc && i < n; i++) {
         const unsigned char *p = tmp + i * es;
         switch (dt) {
@@ -143,11 +156,9 @@ static int load_scales(const ct_ref *ref, uint64_t i0, uint64_t n, int e8m0, flo
 static int load_ints(const ct_ref *ref, uint64_t i0, uint64_t n, int64_t *dst, ct_err *err)
 {
     ct_dtype dt = ref->t->dtype;
-    size_t es = ct_dtype_bits(dt) / 8;
-    unsigned char *tmp = malloc(n * es + 1);
-    if (!tmp)
-        return ct_fail(err, CT_ENOMEM, "out of memory");
-    int rc = rd(ref, i0 * es, n * es, tmp, err);
+    size_t es;
+    unsigned char *tmp;
+    int rc = read_elems(ref, i0, n, &tmp, &es, err);
     for (uint64_t i = 0; !rc && i < n; i++) {
         const unsigned char *p = tmp + i * es;
         switch (dt) {
