@@ -11,6 +11,8 @@
 #include "ct/dense.h"
 #include "ct/pyjson.h"
 #include "ct/sample.h"
+#include "ct/encode.h"
+#include "ct/util.h"
 #include "ct/source.h"
 
 static void usage(FILE *f)
@@ -20,7 +22,9 @@ static void usage(FILE *f)
             "Convert a safetensors checkpoint (a file, or a model directory) to another format.\n"
             "\n"
             "  -f, --format FMT     output format: dense (decompress), or a compressed-tensors format\n"
-            "  -c, --config FILE    with --format dense: the source's compression config (default:\n"
+            "  -c, --config FILE    without --format: compress SRC (a .safetensors file holding the\n"
+            "                       dense weights and their weight_scale/zero points) as FILE says;\n"
+            "                       with --format dense: the source's compression config (default:\n"
             "                       config.json next to SRC, then the file's __metadata__, then inference)\n"
             "      --keep-qparams   keep quantization parameters (weight_scale, ...) in dense output\n"
             "      --force          replace DST if it exists\n"
@@ -85,8 +89,21 @@ int main(int argc, char **argv)
         usage(stderr);
         return 1;
     }
+    if (!format && config) {
+        /* compress SRC as the config says */
+        ct_err err = {0};
+        char *text = NULL;
+        size_t len = 0;
+        int rc = ct_read_file(config, 64u << 20, &text, &len, &err);
+        if (!rc)
+            rc = ct_compress_file(argv[optind], argv[optind + 1], text, len, config, force, &err);
+        free(text);
+        if (rc)
+            fprintf(stderr, "mkct: %s\n", err.msg);
+        return ct_exit_status(rc);
+    }
     if (!format) {
-        fprintf(stderr, "mkct: --format is required (e.g. --format dense)\n");
+        fprintf(stderr, "mkct: give --format dense (decompress) or --config FILE (compress as it says)\n");
         return 1;
     }
     ct_format f = ct_format_parse(format);
@@ -95,7 +112,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (f != CT_FMT_DENSE) {
-        fprintf(stderr, "mkct: writing %s is not implemented in this version (only --format dense)\n", format);
+        fprintf(stderr, "mkct: --format %s needs a compression config: use --config FILE (presets and "
+                        "calibration are not implemented in this version)\n", format);
         return 4;
     }
     const char *src_path = argv[optind], *dst = argv[optind + 1];

@@ -1,0 +1,24 @@
+/* Compressing a dense checkpoint (one .safetensors file) to
+ * compressed-tensors, as the upstream library writes it (format note
+ * §1.3 quantization op order, §2.2 bitmask, §2.4/§2.5 layouts, §6.2 file).
+ *
+ * This version covers: int-quantized / naive-quantized and pack-quantized
+ * (layout B, packed I32 zero points along rows, weight_g_idx kept) using
+ * the quantization parameters the source already holds (weight_scale,
+ * weight_zero_point, weight_g_idx: a calibrated "fake-quant" checkpoint),
+ * sparse-bitmask and sparse-24-bitmask (ties broken as torch.topk does).  Modules are chosen by the config's targets/ignore
+ * (class names such as "Linear" mean every 2-D `.weight`).  The output's
+ * __metadata__ is {"format": "pt", "quantization_config": <config JSON>}. */
+#ifndef CT_ENCODE_H
+#define CT_ENCODE_H
+
+#include "ct/config.h"
+#include "ct/err.h"
+
+/* Compress the file src into dst (written atomically; an existing dst is
+ * refused unless force).  config_json: the compression config text (a
+ * whole config.json or its quantization_config object). */
+int ct_compress_file(const char *src, const char *dst, const char *config_json, size_t config_len,
+                     const char *config_label, int force, ct_err *err);
+
+#endif
