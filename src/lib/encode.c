@@ -145,6 +145,63 @@ static void pack_row(const uint32_t *u, uint64_t n, int nb, int layout_b, uint32
     }
 }
 
+/* Store a float in a float dtype's bytes. */
+static void fstore(ct_dtype dt, unsigned char *p, uint64_t i, float v)
+{
+    uint16_t h;
+    switch (dt) {
+    case CT_BF16: h = ct_f32_to_bf16(v); memcpy(p + 2 * i, &h, 2); break;
+    case CT_F16: h = ct_f32_to_f16(v); memcpy(p + 2 * i, &h, 2); break;
+    default: memcpy(p + 4 * i, &v, 4); break;
+    }
+}
+
+static float dtype_eps(ct_dtype dt)
+{
+    return dt == CT_BF16 ? 0x1p-7f : dt == CT_F16 ? 0x1p-10f : 0x1p-23f;
+}
+
+/* Quantization parameters as upstream's min-max observer and
+ * calculate_qparams make them, each operation rounded to the weight dtype:
+ * min/max clipped to include 0; symmetric s = max(|min|,|max|) / (range/2),
+ * zp = 0; asymmetric s = (max - min) / range, zp = round(clamp(qmin - min/s));
+ * then zero scales become the dtype's eps.  Groups are columns c/gs, or
+ * g_idx[c] when given.  scales: R*k values in the weight dtype's bytes;
+ * zps (asymmetric only): R*k int8. */
+static void observe(ct_dtype wd, const unsigned char *x, uint64_t R, uint64_t C, ct_strategy strat, uint64_t gs,
+                    uint64_t k, const int64_t *gidx, int nb, int sym, unsigned char *scales, int8_t *zps)
+{
+    const float qmin = -(float)(1 << (nb - 1)), qmax = (float)((1 << (nb - 1)) - 1), range = qmax - qmin;
+    uint64_t rows = strat == CT_STRAT_TENSOR ? 1 : R;
+    for (uint64_t sr = 0; sr < rows; sr++)
+        for (uint64_t g = 0; g < k; g++) {
+            float mn = 0.0f, mx = 0.0f;   /* min(min, 0), max(max, 0) */
+            for (uint64_t r = strat == CT_STRAT_TENSOR ? 0 : sr; r < (strat == CT_STRAT_TENSOR ? R : sr + 1); r++)
+                for (uint64_t c = 0; c < C; c++) {
+                    uint64_t gc = strat != CT_STRAT_GROUP ? 0 : gidx ? (uint64_t)gidx[c] : c / gs;
+                    if (gc != g)
+                        continue;
+                    float v = fval(wd, x, r * C + c);
+                    if (v < mn) mn = v;
+                    if (v > mx) mx = v;
+                }
+            float sc, zp = 0.0f;
+            if (sym) {
+                float m = fabsf(mn) > fabsf(mx) ? fabsf(mn) : fabsf(mx);
+                sc = in_dtype(wd, m / (range / 2));
+            } else {
+                sc = in_dtype(wd, in_dtype(wd, mx - mn) / range);
+                zp = in_dtype(wd, qmin - in_dtype(wd, mn / sc));
+                zp = zp < qmin ? qmin : zp > qmax ? qmax : zp;   /* NaN stays NaN, as torch.clamp */
+            }
+            if (sc == 0.0f)
+                sc = dtype_eps(wd);
+            fstore(wd, scales, sr * k + g, sc);
+            if (zps)
+                zps[sr * k + g] = zp != zp ? 0 : (int8_t)nearbyintf(zp);
+        }
+}
+
 /* Quantize one module's weight with the stored qparams (format note §1.3). */
 static int quantize_module(const ct_st *st, const char *module, const ct_st_tensor *w, const ct_qgroup *g,
                            ct_format fmt, int layout_b, outs *o, ct_strmap *used, ct_err *err)
@@ -159,14 +216,45 @@ static int quantize_module(const ct_st *st, const char *module, const ct_st_tens
         goto out;
     }
     long si = ct_st_find(st, sname), zi = ct_st_find(st, zname), gi = ct_st_find(st, gname);
-    if (si < 0) {
-        rc = ct_fail(err, CT_EUNSUPPORTED, "%s: module '%s' has no weight_scale; computing quantization "
-                     "parameters (calibration) is not implemented in this version", ct_st_path(st), module);
-        goto out;
-    }
-    const ct_st_tensor *s = ct_st_get(st, (size_t)si), *z = zi >= 0 ? ct_st_get(st, (size_t)zi) : NULL,
-                       *gx = gi >= 0 ? ct_st_get(st, (size_t)gi) : NULL;
     const ct_qargs *a = &g->weights;
+    /* Without stored parameters they are computed (observer) into these
+     * stand-ins for the tensors a calibrated checkpoint would hold. */
+    ct_st_tensor s_obs = {0}, z_obs = {0};
+    int observed = si < 0;
+    if (observed) {
+        if (zi >= 0 || gi >= 0) {
+            rc = ct_fail(err, CT_EFORMAT, "%s: module '%s' has a zero point or g_idx but no weight_scale",
+                         ct_st_path(st), module);
+            goto out;
+        }
+        uint64_t R0 = (uint64_t)w->shape[0], C0 = (uint64_t)w->shape[1], kk = 1;
+        if (a->strategy == CT_STRAT_GROUP) {
+            if (a->group_size <= 0 || C0 % (uint64_t)a->group_size) {
+                rc = ct_fail(err, CT_EFORMAT, "module '%s': %" PRIu64 " columns are not divisible by group size %"
+                             PRId64, module, C0, a->group_size);
+                goto out;
+            }
+            kk = C0 / (uint64_t)a->group_size;
+        } else if (a->strategy != CT_STRAT_CHANNEL && a->strategy != CT_STRAT_TENSOR) {
+            rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': computing parameters for this strategy is not "
+                         "implemented (tensor, channel and group are)", module);
+            goto out;
+        }
+        s_obs.name = sname;
+        s_obs.dtype = w->dtype;
+        s_obs.ndim = a->strategy == CT_STRAT_TENSOR ? 1 : 2;
+        s_obs.shape[0] = a->strategy == CT_STRAT_TENSOR ? 1 : (int64_t)R0;
+        s_obs.shape[1] = (int64_t)kk;
+        s_obs.numel = a->strategy == CT_STRAT_TENSOR ? 1 : R0 * kk;
+        if (a->symmetric == 0) {
+            z_obs = s_obs;
+            z_obs.name = zname;
+            z_obs.dtype = CT_I8;
+        }
+    }
+    const ct_st_tensor *s = observed ? &s_obs : ct_st_get(st, (size_t)si),
+                       *z = observed ? (a->symmetric == 0 ? &z_obs : NULL) : zi >= 0 ? ct_st_get(st, (size_t)zi) : NULL,
+                       *gx = gi >= 0 ? ct_st_get(st, (size_t)gi) : NULL;
     if (a->is_float) {
         rc = ct_fail(err, CT_EUNSUPPORTED, "%s: module '%s': float quantization is not implemented yet",
                      ct_st_path(st), module);
@@ -201,9 +289,20 @@ static int quantize_module(const ct_st *st, const char *module, const ct_st_tens
         rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': weight_scale dtype %s", module, ct_dtype_name(s->dtype));
         goto out;
     }
-    if ((rc = read_all(st, w, &x, err)) || (rc = read_all(st, s, &sb, err)) || (z && (rc = read_all(st, z, &zb, err)))
-        || (gx && (rc = read_all(st, gx, &gb, err))))
+    if ((rc = read_all(st, w, &x, err)))
         goto out;
+    if (observed) {
+        sb = calloc(1, s->numel * 4 + 8);
+        zb = z ? calloc(1, z->numel + 8) : NULL;
+        if (!sb || (z && !zb)) {
+            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+            goto out;
+        }
+        observe(w->dtype, x, R, C, strat, gs, k, NULL, nb, a->symmetric != 0, sb, (int8_t *)zb);
+    } else if ((rc = read_all(st, s, &sb, err)) || (z && (rc = read_all(st, z, &zb, err)))
+               || (gx && (rc = read_all(st, gx, &gb, err)))) {
+        goto out;
+    }
     int sym = a->symmetric != 0;
     const int64_t qmin = -(INT64_C(1) << (nb - 1)), qmax = (INT64_C(1) << (nb - 1)) - 1;
     ucodes = malloc(R * C * sizeof *ucodes + 8);
@@ -262,15 +361,20 @@ static int quantize_module(const ct_st *st, const char *module, const ct_st_tens
     free(pn);
     /* qparams: scale as stored; zero point only when asymmetric (packed
      * along rows for pack-quantized group/channel); g_idx as stored */
-    out_t *so = push(o, s->name, s->dtype, s->ndim, s->shape);
+    out_t *so = observed ? push_data(o, s->name, s->dtype, s->ndim, s->shape) : push(o, s->name, s->dtype, s->ndim, s->shape);
     if (!so) {
         rc = ct_fail(err, CT_ENOMEM, "out of memory");
         goto out;
     }
-    so->ref = s;
-    ct_strmap_put(used, s->name, 1);
+    if (observed)
+        memcpy(so->data, sb, so->nbytes);
+    else
+        so->ref = s;
+    if (!observed)
+        ct_strmap_put(used, s->name, 1);
     if (z) {
-        ct_strmap_put(used, z->name, 1);
+        if (!observed)
+            ct_strmap_put(used, z->name, 1);
         if (!sym && fmt == CT_FMT_PACK && strat != CT_STRAT_TENSOR) {
             uint64_t Wz = packed_words(R, nb, layout_b);
             int64_t zshape[2] = {(int64_t)Wz, (int64_t)k};
@@ -293,12 +397,16 @@ static int quantize_module(const ct_st *st, const char *module, const ct_st_tens
             free(col);
             free(words);
         } else if (!sym) {
-            out_t *zo = push(o, z->name, z->dtype, z->ndim, z->shape);
+            out_t *zo = observed ? push_data(o, z->name, z->dtype, z->ndim, z->shape)
+                                 : push(o, z->name, z->dtype, z->ndim, z->shape);
             if (!zo) {
                 rc = ct_fail(err, CT_ENOMEM, "out of memory");
                 goto out;
             }
-            zo->ref = z;
+            if (observed)
+                memcpy(zo->data, zb, zo->nbytes);
+            else
+                zo->ref = z;
         }
     }
     if (gx) {

@@ -4,8 +4,9 @@
 # data; only the quantization_config entry mkct adds to __metadata__ is
 # ignored) for every quantized reference case of both releases (3-bit
 # packing differs between them and follows the config's version) and for
-# the sparse ones; what it writes decodes back to upstream's dense tensors;
-# bad requests fail cleanly.
+# the sparse ones, both from the calibrated inputs and, with the parameters
+# computed by mkct's own observer, from the bare weights; what it writes
+# decodes back to upstream's dense tensors; bad requests fail cleanly.
 . "$top_srcdir/tests/programs/lib.sh"
 need_refvectors
 same_as_upstream() {
@@ -41,14 +42,43 @@ for c in "$REFVECTORS"/ct-0.18.0/w* "$REFVECTORS"/ct-0.14.0.1/w* "$REFVECTORS"/c
 done
 check "24 cases written" [ "$n" = 24 ]
 
+# Without any stored qparams, mkct computes them as upstream's min-max
+# observer does and must still write upstream's exact file (activation
+# order excepted: its g_idx comes from GPTQ calibration data).
+m=0
+for c in "$REFVECTORS"/ct-0.18.0/w* "$REFVECTORS"/ct-0.14.0.1/w*; do
+    case $c in *actorder*) continue ;; esac
+    name=$(basename "$(dirname "$c")")_$(basename "$c")
+    /usr/bin/python3 - "$c/input.safetensors" "$TMP/$name.bare" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h, d = json.loads(b[8:8 + n]), b[8 + n:]
+out, off, blobs = {}, 0, []
+for k, v in h.items():
+    if k == "__metadata__" or k.endswith((".weight_scale", ".weight_zero_point", ".weight_g_idx")):
+        continue
+    data = d[v["data_offsets"][0]:v["data_offsets"][1]]
+    out[k] = {"dtype": v["dtype"], "shape": v["shape"], "data_offsets": [off, off + len(data)]}
+    off += len(data)
+    blobs.append(data)
+hh = json.dumps(out).encode()
+hh += b" " * (-len(hh) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hh)) + hh + b"".join(blobs))
+PY
+    if "$MKCT" --config "$c/config.json" "$TMP/$name.bare" "$TMP/$name.obs" 2>"$TMP/err"; then
+        m=$((m + 1))
+        check "$name: computed qparams give upstream's exact file" same_as_upstream "$TMP/$name.obs" "$c/model.safetensors"
+    else
+        not_ok "$name: mkct failed: $(cat "$TMP/err")"
+    fi
+done
+check "20 cases calibrated" [ "$m" = 20 ]
+
 c="$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16"
 expect_exit 5 "existing DST refused" "$MKCT" --config "$c/config.json" "$c/input.safetensors" "$out"
-# a module without calibrated parameters: calibration is not implemented
-"$MKCT" -q --format dense "$c/input.safetensors" "$TMP/plain.safetensors" 2>/dev/null
-expect_exit 4 "no weight_scale: unsupported, said clearly" "$MKCT" --config "$c/config.json" "$TMP/plain.safetensors" "$TMP/x.safetensors"
-check "the message names the module" grep -q "down_proj' has no weight_scale" "$TMP/err"
 sed 's/"group_size": 128/"group_size": 96/' "$c/config.json" >"$TMP/g96.json"
-expect_exit 3 "group size not dividing the columns" "$MKCT" --config "$TMP/g96.json" "$c/input.safetensors" "$TMP/x.safetensors"
+expect_exit 3 "group size not dividing the columns" "$MKCT" --config "$TMP/g96.json" "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
 check "the message says why" grep -q "not divisible by group size 96" "$TMP/err"
 check "failed runs leave no output" sh -c "! ls '$TMP' | grep -q '^x.safetensors'"
 finish
