@@ -13,6 +13,7 @@
 #include "ct/sample.h"
 #include "ct/encode.h"
 #include "ct/util.h"
+#include <cjson/cJSON.h>
 #include "ct/source.h"
 
 static void usage(FILE *f)
@@ -31,6 +32,10 @@ static void usage(FILE *f)
             "      --progress       show progress (default when stderr is a terminal)\n"
             "      --no-progress    do not show progress\n"
             "  -q, --quiet          no notes on stderr\n"
+            "  -s, --scheme NAME    compress with a preset: W4A16, W4A16_ASYM, W8A16, W8A8 (parameters\n"
+            "                       from the source's weight_scale/zero points, else min-max observer)\n"
+            "      --bits N, --group-size N (-1: per channel), --asym, --actorder  preset overrides\n"
+            "      --targets RE, --ignore RE   modules to compress (repeatable; default Linear, lm_head)\n"
             "      --sample DIR     write the built-in sample: a small llama-shaped compressed\n"
             "                       checkpoint in DIR/compressed and its dense tensors in\n"
             "                       DIR/reference.safetensors\n"
@@ -39,6 +44,122 @@ static void usage(FILE *f)
             "\n"
             "Exit status: 0 ok, 1 usage, 2 I/O error, 3 malformed input, 4 unsupported format,\n"
             "5 DST exists, 6 out of memory.\n");
+}
+
+/* The quantization_config for a preset scheme, as upstream writes it. */
+static cJSON *args_json(int bits, const char *strategy, int group_size, int sym, int dynamic, int actorder)
+{
+    cJSON *w = cJSON_CreateObject();
+    if (actorder)
+        cJSON_AddStringToObject(w, "actorder", "group");
+    else
+        cJSON_AddNullToObject(w, "actorder");
+    cJSON_AddNullToObject(w, "block_structure");
+    cJSON_AddBoolToObject(w, "dynamic", dynamic);
+    if (group_size)
+        cJSON_AddNumberToObject(w, "group_size", group_size);
+    else
+        cJSON_AddNullToObject(w, "group_size");
+    cJSON_AddNumberToObject(w, "num_bits", bits);
+    if (dynamic)
+        cJSON_AddNullToObject(w, "observer");
+    else
+        cJSON_AddStringToObject(w, "observer", "memoryless_minmax");
+    cJSON_AddObjectToObject(w, "observer_kwargs");
+    cJSON_AddNullToObject(w, "scale_dtype");
+    cJSON_AddStringToObject(w, "strategy", strategy);
+    cJSON_AddBoolToObject(w, "symmetric", sym);
+    cJSON_AddStringToObject(w, "type", "int");
+    if (sym)
+        cJSON_AddNullToObject(w, "zp_dtype");
+    else
+        cJSON_AddStringToObject(w, "zp_dtype", "torch.int8");
+    return w;
+}
+
+struct scheme_opts {
+    const char *scheme, *format;
+    int bits, group_size, asym, actorder;
+    const char *targets[32], *ignore[32];
+    int ntargets, nignore;
+};
+
+static char *scheme_config(const struct scheme_opts *so, char *why, size_t why_len)
+{
+    int bits = 0, gs = 0, sym = 1, a8 = 0;
+    const char *strategy = "group", *fmt = NULL;
+    if (so->scheme) {
+        if (!strcmp(so->scheme, "W4A16") || !strcmp(so->scheme, "W4A16_ASYM")) {
+            bits = 4, gs = 128, sym = strcmp(so->scheme, "W4A16_ASYM") != 0, fmt = "pack-quantized";
+        } else if (!strcmp(so->scheme, "W8A16")) {
+            bits = 8, strategy = "channel", fmt = "pack-quantized";
+        } else if (!strcmp(so->scheme, "W8A8")) {
+            bits = 8, strategy = "channel", a8 = 1, fmt = "int-quantized";
+        } else if (!strcmp(so->scheme, "FP8") || !strcmp(so->scheme, "FP8_DYNAMIC") || !strcmp(so->scheme, "NVFP4A16")
+                   || !strcmp(so->scheme, "NVFP4")) {
+            snprintf(why, why_len, "scheme %s: writing float formats is not implemented in this version", so->scheme);
+            return NULL;
+        } else {
+            snprintf(why, why_len, "unknown scheme '%s' (W4A16, W4A16_ASYM, W8A16, W8A8)", so->scheme);
+            return NULL;
+        }
+        if (so->bits)
+            bits = so->bits;
+        if (so->group_size) {
+            gs = so->group_size;
+            strategy = gs > 0 ? "group" : "channel";
+            if (gs < 0)
+                gs = 0;
+        }
+        if (so->asym)
+            sym = 0;
+        if (so->format)
+            fmt = so->format;
+    }
+    cJSON *qc = cJSON_CreateObject(), *groups = cJSON_AddObjectToObject(qc, "config_groups");
+    cJSON *tg = cJSON_CreateArray(), *ig = cJSON_CreateArray();
+    for (int i = 0; i < so->ntargets; i++)
+        cJSON_AddItemToArray(tg, cJSON_CreateString(so->targets[i]));
+    if (!so->ntargets)
+        cJSON_AddItemToArray(tg, cJSON_CreateString("Linear"));
+    for (int i = 0; i < so->nignore; i++)
+        cJSON_AddItemToArray(ig, cJSON_CreateString(so->ignore[i]));
+    if (!so->nignore)
+        cJSON_AddItemToArray(ig, cJSON_CreateString("lm_head"));
+    if (bits) {
+        cJSON *g = cJSON_AddObjectToObject(groups, "group_0");
+        cJSON_AddStringToObject(g, "format", fmt);
+        if (a8)
+            cJSON_AddItemToObject(g, "input_activations", args_json(8, "token", 0, 1, 1, 0));
+        else
+            cJSON_AddNullToObject(g, "input_activations");
+        cJSON_AddNullToObject(g, "output_activations");
+        cJSON_AddItemToObject(g, "targets", cJSON_Duplicate(tg, 1));
+        cJSON_AddItemToObject(g, "weights", args_json(bits, strategy, gs, sym, 0, so->actorder));
+        cJSON_AddStringToObject(qc, "format", fmt);
+    } else {
+        cJSON_AddStringToObject(qc, "format", so->format);
+    }
+    cJSON_AddNullToObject(qc, "global_compression_ratio");
+    cJSON_AddItemToObject(qc, "ignore", cJSON_Duplicate(ig, 1));
+    cJSON_AddNullToObject(qc, "kv_cache_scheme");
+    cJSON_AddStringToObject(qc, "quant_method", "compressed-tensors");
+    cJSON_AddStringToObject(qc, "quantization_status", "compressed");
+    cJSON *sp = cJSON_AddObjectToObject(qc, "sparsity_config");
+    if (!bits && so->format) {
+        cJSON_AddStringToObject(sp, "format", so->format);
+        cJSON_AddItemToObject(sp, "ignore", cJSON_Duplicate(ig, 1));
+        cJSON_AddBoolToObject(sp, "registry_requires_subclass", 0);
+        cJSON_AddStringToObject(sp, "sparsity_structure", strcmp(so->format, "sparse-24-bitmask") ? "unstructured" : "2:4");
+        cJSON_AddItemToObject(sp, "targets", cJSON_Duplicate(tg, 1));
+    }
+    cJSON_AddObjectToObject(qc, "transform_config");
+    cJSON_AddStringToObject(qc, "version", "0.18.0");
+    cJSON_Delete(tg);
+    cJSON_Delete(ig);
+    char *text = cJSON_PrintUnformatted(qc);
+    cJSON_Delete(qc);
+    return text;
 }
 
 static void progress(void *ctx, uint64_t done, uint64_t total)
@@ -60,8 +181,13 @@ int main(int argc, char **argv)
         {"keep-qparams", no_argument, 0, 'k'}, {"force", no_argument, 0, 'F'},
         {"progress", no_argument, 0, 'p'}, {"no-progress", no_argument, 0, 'P'},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'},
-        {"version", no_argument, 0, 'V'}, {"sample", required_argument, 0, 'S'}, {0, 0, 0, 0},
+        {"version", no_argument, 0, 'V'}, {"sample", required_argument, 0, 'S'},
+        {"scheme", required_argument, 0, 's'}, {"bits", required_argument, 0, 'b'},
+        {"group-size", required_argument, 0, 'g'}, {"asym", no_argument, 0, 'a'},
+        {"actorder", no_argument, 0, 'o'}, {"targets", required_argument, 0, 't'},
+        {"ignore", required_argument, 0, 'i'}, {0, 0, 0, 0},
     };
+    struct scheme_opts so = {0};
     const char *format = NULL, *config = NULL;
     int keep = 0, force = 0, show_progress = isatty(2), quiet = 0, c;
     while ((c = getopt_long(argc, argv, "f:c:qhV", opts, NULL)) != -1) {
@@ -73,6 +199,13 @@ int main(int argc, char **argv)
         case 'p': show_progress = 1; break;
         case 'P': show_progress = 0; break;
         case 'q': quiet = 1; break;
+        case 's': so.scheme = optarg; break;
+        case 'b': so.bits = atoi(optarg); break;
+        case 'g': so.group_size = atoi(optarg); break;
+        case 'a': so.asym = 1; break;
+        case 'o': so.actorder = 1; break;
+        case 't': if (so.ntargets < 32) so.targets[so.ntargets++] = optarg; break;
+        case 'i': if (so.nignore < 32) so.ignore[so.nignore++] = optarg; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("mkct (ctfs) %s\n", PACKAGE_VERSION); return 0;
         case 'S': {
@@ -88,6 +221,27 @@ int main(int argc, char **argv)
     if (argc - optind != 2) {
         usage(stderr);
         return 1;
+    }
+    if (so.scheme || (format && strcmp(format, "dense") && !config)) {
+        /* a preset scheme, or a sparse format, described as a config */
+        char why[256] = "";
+        ct_format ff = format ? ct_format_parse(format) : CT_FMT_UNSET;
+        if (!so.scheme && ff != CT_FMT_SPARSE_BITMASK && ff != CT_FMT_SPARSE_24) {
+            fprintf(stderr, "mkct: --format %s needs --scheme NAME or --config FILE\n", format);
+            return 1;
+        }
+        so.format = format;
+        char *text = scheme_config(&so, why, sizeof why);
+        if (!text) {
+            fprintf(stderr, "mkct: %s\n", why);
+            return strstr(why, "unknown") ? 1 : 4;
+        }
+        ct_err err = {0};
+        int rc = ct_compress_file(argv[optind], argv[optind + 1], text, strlen(text), "--scheme", force, &err);
+        free(text);
+        if (rc)
+            fprintf(stderr, "mkct: %s\n", err.msg);
+        return ct_exit_status(rc);
     }
     if (!format && config) {
         /* compress SRC as the config says */

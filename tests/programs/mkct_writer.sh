@@ -75,6 +75,35 @@ PY
 done
 check "20 cases calibrated" [ "$m" = 20 ]
 
+# Preset schemes are the same configs as the matching reference cases.
+for pair in W4A16:w4a16_g128_sym_bf16 W4A16_ASYM:w4a16_g128_asym_bf16 W8A16:w8a16_channel_sym_bf16 \
+            W8A8:w8a8_channel_sym_bf16; do
+    scheme=${pair%%:*} case=${pair#*:}
+    if "$MKCT" --scheme "$scheme" "$TMP/ct-0.18.0_$case.bare" "$TMP/$scheme.scheme" 2>"$TMP/err"; then
+        check "--scheme $scheme writes upstream's $case file" same_as_upstream "$TMP/$scheme.scheme" \
+            "$REFVECTORS/ct-0.18.0/$case/model.safetensors"
+    else
+        not_ok "--scheme $scheme: $(cat "$TMP/err")"
+    fi
+done
+expect_exit 4 "float schemes are refused clearly" "$MKCT" --scheme FP8 "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
+expect_exit 1 "unknown scheme" "$MKCT" --scheme W5A3 "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
+
+# Round trips on a generated 2-layer checkpoint in F32, F16 and BF16: each
+# format written, read back by the core reader, equals numpy's expectation.
+/usr/bin/python3 "$top_srcdir/tests/gen_roundtrip.py" make "$TMP"
+for dt in f32 f16 bf16; do
+    for kind in sparse-bitmask sparse-24-bitmask W4A16 W4A16_ASYM W8A16 W8A8; do
+        case $kind in sparse*) how="--format $kind" ;; *) how="--scheme $kind" ;; esac
+        out="$TMP/rt.$dt.$kind"
+        if "$MKCT" $how "$TMP/$dt.safetensors" "$out" 2>"$TMP/err" && "$MKCT" -q --format dense "$out" "$out.dense" 2>>"$TMP/err"; then
+            check "$dt $kind: written, read back as expected" /usr/bin/python3 "$top_srcdir/tests/gen_roundtrip.py" check "$kind" "$TMP/$dt.safetensors" "$out.dense"
+        else
+            not_ok "$dt $kind: $(cat "$TMP/err")"
+        fi
+    done
+done
+
 c="$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16"
 expect_exit 5 "existing DST refused" "$MKCT" --config "$c/config.json" "$c/input.safetensors" "$out"
 sed 's/"group_size": 128/"group_size": 96/' "$c/config.json" >"$TMP/g96.json"

@@ -1,0 +1,123 @@
+"""Round-trip oracle for mkct's writer.
+
+  gen_roundtrip.py make DIR         write DIR/{f32,f16,bf16}.safetensors: a 2-layer
+                                    llama-ish checkpoint (random, fixed seed)
+  gen_roundtrip.py check KIND SRC DECODED
+                                    check DECODED (mkct --format dense of what mkct
+                                    wrote from SRC) against numpy: KIND is
+                                    sparse-bitmask (lossless), sparse-24-bitmask
+                                    (2 largest of every 4 kept), or a scheme
+                                    W4A16 / W4A16_ASYM / W8A16 / W8A8
+                                    (quantize-then-dequantize, upstream op order)."""
+import json, struct, sys
+import numpy as np
+
+def save(path, tensors):
+    hdr, off, blobs = {}, 0, []
+    for name, (dt, arr) in tensors.items():
+        b = np.ascontiguousarray(arr).tobytes()
+        hdr[name] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(hdr, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    open(path, "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+
+def load(path):
+    b = open(path, "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    h = json.loads(b[8:8 + n])
+    out = {}
+    for k, v in h.items():
+        if k == "__metadata__":
+            continue
+        raw = b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]
+        out[k] = (v["dtype"], np.frombuffer(raw, {"F32": np.float32, "F16": np.float16, "BF16": np.uint16,
+                                                  "I64": np.int64}[v["dtype"]]).reshape(v["shape"]))
+    return out
+
+def bf16_round(x):
+    u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)
+    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint32) << 16
+    return r.view(np.float32)
+
+def to_f32(dt, a):
+    return (a.astype(np.uint32) << 16).view(np.float32) if dt == "BF16" else a.astype(np.float32)
+
+def rnd(dt, x):
+    """round a float32 result to the working dtype"""
+    x = np.asarray(x, np.float32)
+    return bf16_round(x) if dt == "BF16" else x.astype(np.float16).astype(np.float32) if dt == "F16" else x
+
+if sys.argv[1] == "make":
+    rng = np.random.default_rng(11)
+    base = {}
+    for l in range(2):
+        for m, shape in (("self_attn.q_proj", (64, 256)), ("self_attn.o_proj", (64, 256)),
+                         ("mlp.up_proj", (128, 256)), ("mlp.down_proj", (64, 384))):
+            base[f"model.layers.{l}.{m}.weight"] = rng.standard_normal(shape).astype(np.float32) * 0.05
+        base[f"model.layers.{l}.input_layernorm.weight"] = rng.random(64).astype(np.float32)
+    base["lm_head.weight"] = rng.standard_normal((32, 64)).astype(np.float32)
+    for dt in ("F32", "F16", "BF16"):
+        t = {}
+        for k, v in base.items():
+            if dt == "F32":
+                t[k] = ("F32", v)
+            elif dt == "F16":
+                t[k] = ("F16", v.astype(np.float16))
+            else:
+                t[k] = ("BF16", (bf16_round(v).view(np.uint32) >> 16).astype(np.uint16))
+        save(f"{sys.argv[2]}/{dt.lower()}.safetensors", t)
+    sys.exit(0)
+
+kind, src, dec = sys.argv[2], load(sys.argv[3]), load(sys.argv[4])
+assert set(src) == set(dec), (set(src) ^ set(dec))
+schemes = {"W4A16": (4, 128, True), "W4A16_ASYM": (4, 128, False), "W8A16": (8, 0, True), "W8A8": (8, 0, True)}
+checked = 0
+for name, (dt, a) in src.items():
+    x = to_f32(dt, a)
+    ddt, d = dec[name]
+    assert ddt == dt, (name, ddt, dt)
+    got = to_f32(ddt, d)
+    targeted = name.endswith(".weight") and x.ndim == 2 and not name.startswith("lm_head")
+    if not targeted:
+        want = x
+    elif kind == "sparse-bitmask":
+        want = np.where(x == 0, 0, x)
+    elif kind == "sparse-24-bitmask":
+        g = np.abs(x).reshape(-1, 4)
+        srt = -np.sort(-g, axis=1)
+        tie = srt[:, 1] == srt[:, 2]            # any of the tied may be kept
+        keep = np.zeros_like(g, bool)
+        top = np.argsort(-g, axis=1, kind="stable")[:, :2]
+        np.put_along_axis(keep, top, True, axis=1)
+        want = np.where(keep.reshape(x.shape), x, 0).reshape(-1, 4)
+        gg = got.reshape(-1, 4)
+        xs = x.reshape(-1, 4)
+        ok_tie = np.all((gg == xs) | (gg == 0), axis=1) & (np.sort(np.abs(gg), axis=1)[:, 2:] == srt[:, 1::-1]).all(axis=1)
+        assert np.all(ok_tie[tie]), (name, "tied groups")
+        want[tie] = gg[tie]
+        want = want.reshape(x.shape)
+    else:
+        nb, gs, sym = schemes[kind]
+        qmin, qmax = -(1 << (nb - 1)), (1 << (nb - 1)) - 1
+        R, C = x.shape
+        gs = gs or C
+        xg = x.reshape(R, C // gs, gs)
+        mn = np.minimum(xg.min(axis=2), 0)
+        mx = np.maximum(xg.max(axis=2), 0)
+        if sym:
+            s = rnd(dt, np.maximum(np.abs(mn), np.abs(mx)) / np.float32((qmax - qmin) / 2))
+            z = np.zeros_like(s)
+        else:
+            s = rnd(dt, rnd(dt, mx - mn) / np.float32(qmax - qmin))
+            z = np.round(np.clip(rnd(dt, np.float32(qmin) - rnd(dt, mn / s)), qmin, qmax))
+        eps = {"BF16": 2.0 ** -7, "F16": 2.0 ** -10, "F32": 2.0 ** -23}[dt]
+        s = np.where(s == 0, np.float32(eps), s).astype(np.float32)
+        t = rnd(dt, xg / s[:, :, None])
+        t = rnd(dt, t + z[:, :, None])
+        q = np.round(np.clip(t, qmin, qmax)).astype(np.int32)   # half to even; integer codes (no -0)
+        want = rnd(dt, (q - z[:, :, None]).astype(np.float32) * s[:, :, None]).reshape(R, C)
+    assert np.array_equal(want.view(np.uint32), got.view(np.uint32)), (kind, name, np.argwhere(want != got)[:3])
+    checked += 1
+print(f"ok: {checked} tensors as expected ({kind})")
