@@ -21,4 +21,14 @@
 int ct_compress_file(const char *src, const char *dst, const char *config_json, size_t config_len,
                      const char *config_label, int force, ct_err *err);
 
+/* Compress a model directory into dst (a new directory, renamed into place
+ * when complete): each shard (model.safetensors, or those of
+ * model.safetensors.index.json) compressed under its own name, the index
+ * rewritten with the compressed tensor names and total_size, config.json
+ * written with the quantization_config (as upstream's save_pretrained:
+ * indent 2, sorted keys, trailing newline), every other regular file copied.
+ * A module's quantization parameters must sit in the shard of its weight. */
+int ct_compress_dir(const char *src, const char *dst, const char *config_json, size_t config_len,
+                    const char *config_label, int force, ct_err *err);
+
 #endif

@@ -41,6 +41,10 @@ int ct_read_file(const char *path, size_t max_size, char **data, size_t *len, ct
 char *ct_path_join(const char *dir, const char *name);
 /* Parse "256M", "1G", "4096", "64k" (binary units); -1 on error. */
 int ct_parse_size(const char *s, uint64_t *out);
+/* Copy a regular file to a new file (refuses to overwrite). */
+int ct_copy_file(const char *from, const char *to, ct_err *err);
+/* Remove a directory tree (best effort; for cleaning up our own temporaries). */
+void ct_remove_tree(const char *path);
 /* Escape a tensor name for printing: control characters and backslash as \xHH. */
 char *ct_escape_name(const char *name);
 

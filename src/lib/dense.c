@@ -132,35 +132,6 @@ static int write_bytes_file(const char *path, const char *data, size_t len, ct_e
     return rc;
 }
 
-static int copy_file(const char *from, const char *to, ct_err *err)
-{
-    int in = open(from, O_RDONLY | O_CLOEXEC);
-    if (in < 0)
-        return ct_fail(err, CT_EIO, "%s: cannot open: %s", from, strerror(errno));
-    int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (out < 0) {
-        close(in);
-        return ct_fail(err, CT_EIO, "%s: cannot create: %s", to, strerror(errno));
-    }
-    char buf[1 << 16];
-    int rc = 0;
-    for (;;) {
-        ssize_t r = read(in, buf, sizeof buf);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = ct_fail(err, CT_EIO, "%s: read error: %s", from, strerror(errno));
-            break;
-        }
-        if (r == 0 || (rc = ct_write_full(out, buf, (size_t)r, to, err)))
-            break;
-    }
-    close(in);
-    if (close(out) != 0 && !rc)
-        rc = ct_fail(err, CT_EIO, "%s: %s", to, strerror(errno));
-    return rc;
-}
-
 static int write_view_file(const ct_source *src, size_t shard, const char *path, ct_progress_fn progress,
                            void *ctx, uint64_t *done, uint64_t total, ct_err *err)
 {
@@ -180,29 +151,6 @@ static int write_view_file(const ct_source *src, size_t shard, const char *path,
         rc = ct_fail(err, CT_EIO, "%s: %s", path, strerror(errno));
     ct_view_free(v);
     return rc;
-}
-
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d))) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                continue;
-            char *p = ct_path_join(path, de->d_name);
-            if (p) {
-                struct stat sb;
-                if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
-                    remove_tree(p);
-                else
-                    unlink(p);
-                free(p);
-            }
-        }
-        closedir(d);
-    }
-    rmdir(path);
 }
 
 static int is_shard(const ct_source *src, const char *name)
@@ -261,7 +209,7 @@ static int write_dir(const ct_source *src, const char *tmpdir, ct_progress_fn pr
         if (!from || !to)
             rc = ct_fail(err, CT_ENOMEM, "out of memory");
         else if (stat(from, &sb) == 0 && S_ISREG(sb.st_mode))
-            rc = copy_file(from, to, err);
+            rc = ct_copy_file(from, to, err);
         free(from);
         free(to);
     }
@@ -327,9 +275,9 @@ int ct_write_dense(const ct_source *src, const char *dst, int force, ct_progress
     if (!rc && rename(tmp, dst) != 0)
         rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
     if (rc)
-        remove_tree(tmp);
+        ct_remove_tree(tmp);
     else if (exists)
-        remove_tree(old);
+        ct_remove_tree(old);
 out:
     free(tmp);
     free(old);

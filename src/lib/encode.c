@@ -13,6 +13,8 @@
 #include "ct/st.h"
 #include "ct/strmap.h"
 #include "ct/util.h"
+#include "ct/pyjson.h"
+#include <dirent.h>
 
 /* The compressed-tensors release whose layout this writer produces. */
 #define CT_WRITER_VERSION "0.18.0"
@@ -758,5 +760,202 @@ out:
     ct_strmap_free(used);
     ct_st_close(st);
     ct_config_free(cfg);
+    return rc;
+}
+
+/* The quantization_config object mkct writes (the config, with a version). */
+static cJSON *target_qc(const char *cj, size_t cl, const char *label, ct_err *err)
+{
+    ct_config *cfg = NULL;
+    int rc = ct_config_parse(cj, cl, label, &cfg, err);
+    if (rc)
+        return NULL;
+    if (!cfg) {
+        ct_fail(err, CT_EFORMAT, "%s: holds no compression config", label);
+        return NULL;
+    }
+    cJSON *qj = cJSON_Parse(cfg->json);
+    if (qj && !cfg->version)
+        cJSON_AddStringToObject(qj, "version", CT_WRITER_VERSION);
+    ct_config_free(cfg);
+    if (!qj)
+        ct_fail(err, CT_ENOMEM, "out of memory");
+    return qj;
+}
+
+static int write_text(const char *dir, const char *name, const char *text, size_t len, ct_err *err)
+{
+    char *p = ct_path_join(dir, name);
+    if (!p)
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644), rc;
+    rc = fd < 0 ? ct_fail(err, CT_EIO, "%s: %s", p, strerror(errno)) : ct_write_full(fd, text, len, p, err);
+    if (fd >= 0 && close(fd) != 0 && !rc)
+        rc = ct_fail(err, CT_EIO, "%s: %s", p, strerror(errno));
+    free(p);
+    return rc;
+}
+
+static int compress_dir_into(const char *src, const char *tmp, const char *cj, size_t cl, const char *label,
+                             ct_err *err)
+{
+    int rc = 0;
+    char *ixp = ct_path_join(src, "model.safetensors.index.json"), *text = NULL;
+    cJSON *index = NULL, *qj = NULL, *cfgj = NULL, *out_index = NULL;
+    char **shards = NULL;
+    size_t nsh = 0;
+    struct stat sb;
+    if (!ixp) {
+        rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (stat(ixp, &sb) == 0) {
+        size_t len;
+        if ((rc = ct_read_file(ixp, 256u << 20, &text, &len, err)))
+            goto out;
+        index = cJSON_ParseWithLength(text, len);
+        const cJSON *wm = index ? cJSON_GetObjectItemCaseSensitive(index, "weight_map") : NULL, *e;
+        if (!wm || !cJSON_IsObject(wm)) {
+            rc = ct_fail(err, CT_EFORMAT, "%s: not JSON with a \"weight_map\" object", ixp);
+            goto out;
+        }
+        shards = calloc((size_t)cJSON_GetArraySize(wm) + 1, sizeof *shards);
+        cJSON_ArrayForEach(e, wm) {
+            if (!cJSON_IsString(e) || strchr(e->valuestring, '/') || e->valuestring[0] == '.') {
+                rc = ct_fail(err, CT_EFORMAT, "%s: bad shard name for '%s'", ixp, e->string);
+                goto out;
+            }
+            size_t k;
+            for (k = 0; k < nsh && strcmp(shards[k], e->valuestring); k++)
+                ;
+            if (k == nsh)
+                shards[nsh++] = e->valuestring;
+        }
+    } else {
+        shards = calloc(2, sizeof *shards);
+        shards[nsh++] = "model.safetensors";
+    }
+    out_index = cJSON_CreateObject();
+    cJSON *meta = cJSON_AddObjectToObject(out_index, "metadata"), *owm = cJSON_AddObjectToObject(out_index, "weight_map");
+    uint64_t total = 0;
+    for (size_t i = 0; i < nsh && !rc; i++) {
+        char *from = ct_path_join(src, shards[i]), *to = ct_path_join(tmp, shards[i]);
+        rc = from && to ? ct_compress_file(from, to, cj, cl, label, 0, err) : ct_fail(err, CT_ENOMEM, "out of memory");
+        ct_st *st = NULL;
+        if (!rc && !(rc = ct_st_open(to, &st, err))) {
+            for (size_t t = 0; t < ct_st_count(st); t++) {
+                const ct_st_tensor *x = ct_st_get(st, t);
+                total += x->end - x->begin;
+                cJSON_AddStringToObject(owm, x->name, shards[i]);
+            }
+            ct_st_close(st);
+        }
+        free(from);
+        free(to);
+    }
+    if (rc)
+        goto out;
+    ct_buf b = {0};
+    if (index) {
+        cJSON_AddNumberToObject(meta, "total_size", (double)total);
+        if (ct_pyjson_write(&b, out_index, 1) || ct_buf_putc(&b, '\n'))
+            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        if (!rc)
+            rc = write_text(tmp, "model.safetensors.index.json", b.data, b.len, err);
+        ct_buf_free(&b);
+    }
+    /* config.json: the source's, with the compression config */
+    if (!rc && !(qj = target_qc(cj, cl, label, err)))
+        rc = err ? err->code : CT_EFORMAT;
+    if (!rc) {
+        char *cp = ct_path_join(src, "config.json"), *ct = NULL;
+        size_t len;
+        if (cp && stat(cp, &sb) == 0 && !(rc = ct_read_file(cp, 64u << 20, &ct, &len, err))) {
+            cfgj = cJSON_ParseWithLength(ct, len);
+            if (!cfgj || !cJSON_IsObject(cfgj))
+                rc = ct_fail(err, CT_EFORMAT, "%s: not a JSON object", cp);
+        }
+        free(ct);
+        free(cp);
+        if (!rc && !cfgj)
+            cfgj = cJSON_CreateObject();
+        if (!rc) {
+            cJSON_DeleteItemFromObjectCaseSensitive(cfgj, "quantization_config");
+            cJSON_DeleteItemFromObjectCaseSensitive(cfgj, "compression_config");
+            cJSON_AddItemToObject(cfgj, "quantization_config", qj);
+            qj = NULL;
+            if (ct_pyjson_write(&b, cfgj, 1) || ct_buf_putc(&b, '\n'))
+                rc = ct_fail(err, CT_ENOMEM, "out of memory");
+            if (!rc)
+                rc = write_text(tmp, "config.json", b.data, b.len, err);
+            ct_buf_free(&b);
+        }
+    }
+    /* everything else as is */
+    DIR *d = rc ? NULL : opendir(src);
+    struct dirent *de;
+    while (!rc && d && (de = readdir(d))) {
+        const char *n = de->d_name;
+        int skip = n[0] == '.' || !strcmp(n, "config.json") || !strcmp(n, "model.safetensors.index.json");
+        for (size_t i = 0; i < nsh && !skip; i++)
+            skip = !strcmp(n, shards[i]);
+        if (skip)
+            continue;
+        char *from = ct_path_join(src, n), *to = ct_path_join(tmp, n);
+        if (from && to && stat(from, &sb) == 0 && S_ISREG(sb.st_mode))
+            rc = ct_copy_file(from, to, err);
+        free(from);
+        free(to);
+    }
+    if (d)
+        closedir(d);
+out:
+    free(ixp);
+    free(text);
+    free(shards);
+    cJSON_Delete(index);
+    cJSON_Delete(qj);
+    cJSON_Delete(cfgj);
+    cJSON_Delete(out_index);
+    return rc;
+}
+
+int ct_compress_dir(const char *src, const char *dst, const char *cj, size_t cl, const char *label, int force,
+                    ct_err *err)
+{
+    struct stat sb;
+    int exists = lstat(dst, &sb) == 0;
+    if (exists && !force)
+        return ct_fail(err, CT_EEXIST, "%s: already exists (use --force to replace it)", dst);
+    if (exists && !S_ISDIR(sb.st_mode))
+        return ct_fail(err, CT_EEXIST, "%s: exists and is not a directory; refusing to replace it", dst);
+    size_t n = strlen(dst);
+    char *tmp = malloc(n + 16), *old = malloc(n + 16);
+    int rc = 0;
+    if (!tmp || !old) {
+        rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        goto out;
+    }
+    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", dst);
+    if (!mkdtemp(tmp)) {
+        rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary directory: %s", dst, strerror(errno));
+        goto out;
+    }
+    chmod(tmp, 0755);
+    rc = compress_dir_into(src, tmp, cj, cl, label, err);
+    if (!rc && exists) {
+        snprintf(old, n + 16, "%s.old.XXXXXX", dst);
+        if (!mkdtemp(old) || rename(dst, old) != 0)
+            rc = ct_fail(err, CT_EIO, "%s: cannot move the old directory aside: %s", dst, strerror(errno));
+    }
+    if (!rc && rename(tmp, dst) != 0)
+        rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
+    if (rc)
+        ct_remove_tree(tmp);
+    else if (exists)
+        ct_remove_tree(old);
+out:
+    free(tmp);
+    free(old);
     return rc;
 }

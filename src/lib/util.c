@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <dirent.h>
 #include "ct/util.h"
 
 int ct_buf_reserve(ct_buf *b, size_t extra)
@@ -216,3 +217,57 @@ char *ct_escape_name(const char *name)
         return NULL;
     return b.data;
 }
+
+int ct_copy_file(const char *from, const char *to, ct_err *err)
+{
+    int in = open(from, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return ct_fail(err, CT_EIO, "%s: cannot open: %s", from, strerror(errno));
+    int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (out < 0) {
+        close(in);
+        return ct_fail(err, CT_EIO, "%s: cannot create: %s", to, strerror(errno));
+    }
+    char buf[1 << 16];
+    int rc = 0;
+    for (;;) {
+        ssize_t r = read(in, buf, sizeof buf);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = ct_fail(err, CT_EIO, "%s: read error: %s", from, strerror(errno));
+            break;
+        }
+        if (r == 0 || (rc = ct_write_full(out, buf, (size_t)r, to, err)))
+            break;
+    }
+    close(in);
+    if (close(out) != 0 && !rc)
+        rc = ct_fail(err, CT_EIO, "%s: %s", to, strerror(errno));
+    return rc;
+}
+
+
+void ct_remove_tree(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            char *p = ct_path_join(path, de->d_name);
+            if (p) {
+                struct stat sb;
+                if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode))
+                    ct_remove_tree(p);
+                else
+                    unlink(p);
+                free(p);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(path);
+}
+

@@ -1,7 +1,9 @@
 /* mkct: convert a checkpoint to another compressed-tensors format.
  * This front end parses options and reports; the work is in libct. */
 #include "config.h"
+#include <errno.h>
 #include <getopt.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,6 +164,17 @@ static char *scheme_config(const struct scheme_opts *so, char *why, size_t why_l
     return text;
 }
 
+/* A file for a file, a directory for a directory. */
+static int compress(const char *src, const char *dst, const char *cj, size_t cl, const char *label, int force,
+                    ct_err *err)
+{
+    struct stat sb;
+    if (stat(src, &sb) != 0)
+        return ct_fail(err, CT_EIO, "%s: %s", src, strerror(errno));
+    return S_ISDIR(sb.st_mode) ? ct_compress_dir(src, dst, cj, cl, label, force, err)
+                               : ct_compress_file(src, dst, cj, cl, label, force, err);
+}
+
 static void progress(void *ctx, uint64_t done, uint64_t total)
 {
     struct timespec *start = ctx, now;
@@ -237,7 +250,7 @@ int main(int argc, char **argv)
             return strstr(why, "unknown") ? 1 : 4;
         }
         ct_err err = {0};
-        int rc = ct_compress_file(argv[optind], argv[optind + 1], text, strlen(text), "--scheme", force, &err);
+        int rc = compress(argv[optind], argv[optind + 1], text, strlen(text), "--scheme", force, &err);
         free(text);
         if (rc)
             fprintf(stderr, "mkct: %s\n", err.msg);
@@ -250,7 +263,7 @@ int main(int argc, char **argv)
         size_t len = 0;
         int rc = ct_read_file(config, 64u << 20, &text, &len, &err);
         if (!rc)
-            rc = ct_compress_file(argv[optind], argv[optind + 1], text, len, config, force, &err);
+            rc = compress(argv[optind], argv[optind + 1], text, len, config, force, &err);
         free(text);
         if (rc)
             fprintf(stderr, "mkct: %s\n", err.msg);

@@ -104,6 +104,28 @@ for dt in f32 f16 bf16; do
     done
 done
 
+# Directories: a sharded dense model (upstream's sparse vector decoded by
+# mkct) compressed to sparse-bitmask shard by shard, its index and config
+# rewritten, then decoded back: the same dense tensors.
+sh="$REFVECTORS/ct-0.14.0.1/sparse_bitmask/sharded"
+"$MKCT" -q --format dense "$sh" "$TMP/sh.dense"
+echo "notes" >"$TMP/sh.dense/README.md"
+if "$MKCT" --format sparse-bitmask "$TMP/sh.dense" "$TMP/sh.sparse" 2>"$TMP/err"; then
+    check "dir: the same shard files" sh -c "[ \"\$(ls '$TMP/sh.sparse' | grep -c safetensors\$)\" = 4 ]"
+    check "dir: index lists the compressed names" grep -q '"model.layers.0.self_attn.q_proj.bitmask": "model-0000' "$TMP/sh.sparse/model.safetensors.index.json"
+    check "dir: config.json holds the sparsity config" grep -q '"format": "sparse-bitmask"' "$TMP/sh.sparse/config.json"
+    check "dir: other files copied" cmp -s "$TMP/sh.dense/README.md" "$TMP/sh.sparse/README.md"
+    "$MKCT" -q --format dense "$TMP/sh.sparse" "$TMP/sh.back"
+    "$top_builddir/tests/stmerge" "$TMP/a.st" "$TMP"/sh.dense/model-*.safetensors
+    "$top_builddir/tests/stmerge" "$TMP/b.st" "$TMP"/sh.back/model-*.safetensors
+    check "dir: decodes back to the same dense tensors" "$STCMP" "$TMP/b.st" "$TMP/a.st"
+    check "dir: ...which are upstream's" "$STCMP" "$TMP/b.st" "$REFVECTORS/ct-0.14.0.1/sparse_bitmask/expected.safetensors"
+else
+    not_ok "dir: mkct failed: $(cat "$TMP/err")"
+fi
+expect_exit 5 "dir: existing DST refused" "$MKCT" --format sparse-bitmask "$TMP/sh.dense" "$TMP/sh.sparse"
+check "dir: no temporary directories left" sh -c "! ls '$TMP' | grep -q '\.tmp\.'"
+
 c="$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16"
 expect_exit 5 "existing DST refused" "$MKCT" --config "$c/config.json" "$c/input.safetensors" "$out"
 sed 's/"group_size": 128/"group_size": 96/' "$c/config.json" >"$TMP/g96.json"
