@@ -41,6 +41,23 @@ def bf16_round(x):
     r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint32) << 16
     return r.view(np.float32)
 
+def f8_round(t):
+    """float32 -> nearest F8_E4M3 value (ties to even), |t| <= 448: from the grid."""
+    grid = []
+    for e in range(16):
+        for m in range(8):
+            if e == 15 and m == 7:
+                continue
+            grid.append(m / 8 * 2.0 ** -6 if e == 0 else (1 + m / 8) * 2.0 ** (e - 7))
+    grid = np.array(sorted(set(grid)), np.float64)
+    a = np.abs(t.astype(np.float64))
+    i = np.clip(np.searchsorted(grid, a), 1, len(grid) - 1)
+    lo, hi = grid[i - 1], grid[i]
+    # ties go to the even code: codes are consecutive, so even index in grid
+    pick_hi = (a - lo > hi - a) | ((a - lo == hi - a) & ((i % 2) == 0))
+    v = np.where(pick_hi, hi, lo)
+    return (np.sign(t) * v).astype(np.float32)
+
 def to_f32(dt, a):
     return (a.astype(np.uint32) << 16).view(np.float32) if dt == "BF16" else a.astype(np.float32)
 
@@ -98,6 +115,13 @@ for name, (dt, a) in src.items():
         assert np.all(ok_tie[tie]), (name, "tied groups")
         want[tie] = gg[tie]
         want = want.reshape(x.shape)
+    elif kind == "FP8_DYNAMIC":
+        m = np.maximum(np.abs(np.minimum(x.min(axis=1), 0)), np.abs(np.maximum(x.max(axis=1), 0)))
+        s = rnd(dt, m / np.float32(448.0))
+        eps = {"BF16": 2.0 ** -7, "F16": 2.0 ** -10, "F32": 2.0 ** -23}[dt]
+        s = np.where(s == 0, np.float32(eps), s).astype(np.float32)[:, None]
+        t = np.clip(rnd(dt, x / s), -448, 448)
+        want = rnd(dt, f8_round(t) * s)
     else:
         nb, gs, sym = schemes[kind]
         qmin, qmax = -(1 << (nb - 1)), (1 << (nb - 1)) - 1

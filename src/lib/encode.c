@@ -171,9 +171,11 @@ static float dtype_eps(ct_dtype dt)
  * g_idx[c] when given.  scales: R*k values in the weight dtype's bytes;
  * zps (asymmetric only): R*k int8. */
 static void observe(ct_dtype wd, const unsigned char *x, uint64_t R, uint64_t C, ct_strategy strat, uint64_t gs,
-                    uint64_t k, const int64_t *gidx, int nb, int sym, unsigned char *scales, int8_t *zps)
+                    uint64_t k, const int64_t *gidx, int nb, int is_float, int sym, unsigned char *scales, int8_t *zps)
 {
-    const float qmin = -(float)(1 << (nb - 1)), qmax = (float)((1 << (nb - 1)) - 1), range = qmax - qmin;
+    /* FP8 E4M3's range is [-448, 448], as upstream's calculate_range */
+    const float qmin = is_float ? -448.0f : -(float)(1 << (nb - 1)),
+                qmax = is_float ? 448.0f : (float)((1 << (nb - 1)) - 1), range = qmax - qmin;
     uint64_t rows = strat == CT_STRAT_TENSOR ? 1 : R;
     for (uint64_t sr = 0; sr < rows; sr++)
         for (uint64_t g = 0; g < k; g++) {
@@ -257,9 +259,9 @@ static int quantize_module(const ct_st *st, const char *module, const ct_st_tens
     const ct_st_tensor *s = observed ? &s_obs : ct_st_get(st, (size_t)si),
                        *z = observed ? (a->symmetric == 0 ? &z_obs : NULL) : zi >= 0 ? ct_st_get(st, (size_t)zi) : NULL,
                        *gx = gi >= 0 ? ct_st_get(st, (size_t)gi) : NULL;
-    if (a->is_float) {
-        rc = ct_fail(err, CT_EUNSUPPORTED, "%s: module '%s': float quantization is not implemented yet",
-                     ct_st_path(st), module);
+    if (a->is_float && (a->num_bits != 8 || a->symmetric == 0)) {
+        rc = ct_fail(err, CT_EUNSUPPORTED, "%s: module '%s': only symmetric FP8 float quantization is implemented "
+                     "(not %d-bit%s)", ct_st_path(st), module, a->num_bits, a->symmetric == 0 ? " asymmetric" : "");
         goto out;
     }
     int nb = a->num_bits;
@@ -300,7 +302,7 @@ static int quantize_module(const ct_st *st, const char *module, const ct_st_tens
             rc = ct_fail(err, CT_ENOMEM, "out of memory");
             goto out;
         }
-        observe(w->dtype, x, R, C, strat, gs, k, NULL, nb, a->symmetric != 0, sb, (int8_t *)zb);
+        observe(w->dtype, x, R, C, strat, gs, k, NULL, nb, a->is_float, a->symmetric != 0, sb, (int8_t *)zb);
     } else if ((rc = read_all(st, s, &sb, err)) || (z && (rc = read_all(st, z, &zb, err)))
                || (gx && (rc = read_all(st, gx, &gb, err)))) {
         goto out;
@@ -325,6 +327,12 @@ static int quantize_module(const ct_st *st, const char *module, const ct_st_tens
             float t = in_dtype(wd, fval(wd, x, r * C + c) / sc);
             if (zb)
                 t = in_dtype(wd, t + (float)ival(z->dtype, zb, si2));
+            if (a->is_float) {
+                /* clamp to the FP8 range, then round to nearest even E4M3 */
+                t = t < -448.0f ? -448.0f : t > 448.0f ? 448.0f : t;
+                ucodes[r * C + c] = ct_f32_to_f8e4m3(t);
+                continue;
+            }
             if (t < (float)qmin) t = (float)qmin;
             if (t > (float)qmax) t = (float)qmax;
             int64_t q = (int64_t)nearbyintf(t);   /* round half to even (default mode) */
@@ -332,6 +340,11 @@ static int quantize_module(const ct_st *st, const char *module, const ct_st_tens
         }
     int64_t shp[2] = {(int64_t)R, (int64_t)C};
     char *pn = NULL;
+    if (fmt == CT_FMT_PACK && a->is_float) {
+        rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': float codes cannot be pack-quantized (use float-quantized)",
+                     module);
+        goto out;
+    }
     if (fmt == CT_FMT_PACK) {
         uint64_t W = packed_words(C, nb, layout_b);
         int64_t pshape[2] = {(int64_t)R, (int64_t)W};
@@ -351,14 +364,14 @@ static int quantize_module(const ct_st *st, const char *module, const ct_st_tens
             pack_row(ucodes + r * C, C, nb, layout_b, (uint32_t *)p->data + r * W);
         memcpy(ws->data, shp, 16);
     } else {
-        out_t *q = (pn = join(module, ".weight")) ? push_data(o, pn, CT_I8, 2, shp) : NULL;
+        out_t *q = (pn = join(module, ".weight")) ? push_data(o, pn, a->is_float ? CT_F8_E4M3 : CT_I8, 2, shp) : NULL;
         if (!q) {
             free(pn);
             rc = ct_fail(err, CT_ENOMEM, "out of memory");
             goto out;
         }
         for (uint64_t i = 0; i < R * C; i++)
-            q->data[i] = (unsigned char)(int8_t)((int64_t)ucodes[i] + qmin);
+            q->data[i] = a->is_float ? (unsigned char)ucodes[i] : (unsigned char)(int8_t)((int64_t)ucodes[i] + qmin);
     }
     free(pn);
     /* qparams: scale as stored; zero point only when asymmetric (packed
@@ -672,7 +685,7 @@ int ct_compress_file(const char *src, const char *dst, const char *cj, size_t cl
             rc = ct_fail(err, CT_EUNSUPPORTED, "writing %s is not implemented yet", ct_format_name(cfg->sparse_format));
         }
         if (!rc && g && g->has_weights) {
-            if (fmt != CT_FMT_PACK && fmt != CT_FMT_INT && fmt != CT_FMT_NAIVE)
+            if (fmt != CT_FMT_PACK && fmt != CT_FMT_INT && fmt != CT_FMT_NAIVE && fmt != CT_FMT_FLOAT)
                 rc = ct_fail(err, CT_EUNSUPPORTED, "writing %s is not implemented yet", ct_format_name(fmt));
             else
                 rc = quantize_module(st, module, t, g, fmt, layout_b, &o, used, err);

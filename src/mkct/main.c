@@ -34,7 +34,7 @@ static void usage(FILE *f)
             "      --progress       show progress (default when stderr is a terminal)\n"
             "      --no-progress    do not show progress\n"
             "  -q, --quiet          no notes on stderr\n"
-            "  -s, --scheme NAME    compress with a preset: W4A16, W4A16_ASYM, W8A16, W8A8 (parameters\n"
+            "  -s, --scheme NAME    compress with a preset: W4A16, W4A16_ASYM, W8A16, W8A8, FP8_DYNAMIC (parameters\n"
             "                       from the source's weight_scale/zero points, else min-max observer)\n"
             "      --bits N, --group-size N (-1: per channel), --asym, --actorder  preset overrides\n"
             "      --targets RE, --ignore RE   modules to compress (repeatable; default Linear, lm_head)\n"
@@ -49,7 +49,8 @@ static void usage(FILE *f)
 }
 
 /* The quantization_config for a preset scheme, as upstream writes it. */
-static cJSON *args_json(int bits, const char *strategy, int group_size, int sym, int dynamic, int actorder)
+static cJSON *args_json(int bits, const char *strategy, int group_size, int sym, int dynamic, int actorder,
+                        const char *type)
 {
     cJSON *w = cJSON_CreateObject();
     if (actorder)
@@ -71,7 +72,7 @@ static cJSON *args_json(int bits, const char *strategy, int group_size, int sym,
     cJSON_AddNullToObject(w, "scale_dtype");
     cJSON_AddStringToObject(w, "strategy", strategy);
     cJSON_AddBoolToObject(w, "symmetric", sym);
-    cJSON_AddStringToObject(w, "type", "int");
+    cJSON_AddStringToObject(w, "type", type);
     if (sym)
         cJSON_AddNullToObject(w, "zp_dtype");
     else
@@ -89,7 +90,7 @@ struct scheme_opts {
 static char *scheme_config(const struct scheme_opts *so, char *why, size_t why_len)
 {
     int bits = 0, gs = 0, sym = 1, a8 = 0;
-    const char *strategy = "group", *fmt = NULL;
+    const char *strategy = "group", *fmt = NULL, *type = "int";
     if (so->scheme) {
         if (!strcmp(so->scheme, "W4A16") || !strcmp(so->scheme, "W4A16_ASYM")) {
             bits = 4, gs = 128, sym = strcmp(so->scheme, "W4A16_ASYM") != 0, fmt = "pack-quantized";
@@ -97,12 +98,17 @@ static char *scheme_config(const struct scheme_opts *so, char *why, size_t why_l
             bits = 8, strategy = "channel", fmt = "pack-quantized";
         } else if (!strcmp(so->scheme, "W8A8")) {
             bits = 8, strategy = "channel", a8 = 1, fmt = "int-quantized";
-        } else if (!strcmp(so->scheme, "FP8") || !strcmp(so->scheme, "FP8_DYNAMIC") || !strcmp(so->scheme, "NVFP4A16")
-                   || !strcmp(so->scheme, "NVFP4")) {
-            snprintf(why, why_len, "scheme %s: writing float formats is not implemented in this version", so->scheme);
+        } else if (!strcmp(so->scheme, "FP8_DYNAMIC")) {
+            bits = 8, strategy = "channel", a8 = 1, fmt = "float-quantized", type = "float";
+        } else if (!strcmp(so->scheme, "FP8")) {
+            snprintf(why, why_len, "scheme FP8 has static activation scales, which need calibration data; "
+                     "FP8_DYNAMIC quantizes the same weights");
+            return NULL;
+        } else if (!strcmp(so->scheme, "NVFP4A16") || !strcmp(so->scheme, "NVFP4")) {
+            snprintf(why, why_len, "scheme %s: writing nvfp4 is not implemented in this version", so->scheme);
             return NULL;
         } else {
-            snprintf(why, why_len, "unknown scheme '%s' (W4A16, W4A16_ASYM, W8A16, W8A8)", so->scheme);
+            snprintf(why, why_len, "unknown scheme '%s' (W4A16, W4A16_ASYM, W8A16, W8A8, FP8_DYNAMIC)", so->scheme);
             return NULL;
         }
         if (so->bits)
@@ -132,12 +138,12 @@ static char *scheme_config(const struct scheme_opts *so, char *why, size_t why_l
         cJSON *g = cJSON_AddObjectToObject(groups, "group_0");
         cJSON_AddStringToObject(g, "format", fmt);
         if (a8)
-            cJSON_AddItemToObject(g, "input_activations", args_json(8, "token", 0, 1, 1, 0));
+            cJSON_AddItemToObject(g, "input_activations", args_json(8, "token", 0, 1, 1, 0, type));
         else
             cJSON_AddNullToObject(g, "input_activations");
         cJSON_AddNullToObject(g, "output_activations");
         cJSON_AddItemToObject(g, "targets", cJSON_Duplicate(tg, 1));
-        cJSON_AddItemToObject(g, "weights", args_json(bits, strategy, gs, sym, 0, so->actorder));
+        cJSON_AddItemToObject(g, "weights", args_json(bits, strategy, gs, sym, 0, so->actorder, type));
         cJSON_AddStringToObject(qc, "format", fmt);
     } else {
         cJSON_AddStringToObject(qc, "format", so->format);

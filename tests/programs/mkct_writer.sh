@@ -86,14 +86,14 @@ for pair in W4A16:w4a16_g128_sym_bf16 W4A16_ASYM:w4a16_g128_asym_bf16 W8A16:w8a1
         not_ok "--scheme $scheme: $(cat "$TMP/err")"
     fi
 done
-expect_exit 4 "float schemes are refused clearly" "$MKCT" --scheme FP8 "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
+expect_exit 4 "schemes needing activation calibration are refused clearly" "$MKCT" --scheme FP8 "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
 expect_exit 1 "unknown scheme" "$MKCT" --scheme W5A3 "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
 
 # Round trips on a generated 2-layer checkpoint in F32, F16 and BF16: each
 # format written, read back by the core reader, equals numpy's expectation.
 /usr/bin/python3 "$top_srcdir/tests/gen_roundtrip.py" make "$TMP"
 for dt in f32 f16 bf16; do
-    for kind in sparse-bitmask sparse-24-bitmask W4A16 W4A16_ASYM W8A16 W8A8; do
+    for kind in sparse-bitmask sparse-24-bitmask W4A16 W4A16_ASYM W8A16 W8A8 FP8_DYNAMIC; do
         case $kind in sparse*) how="--format $kind" ;; *) how="--scheme $kind" ;; esac
         out="$TMP/rt.$dt.$kind"
         if "$MKCT" $how "$TMP/$dt.safetensors" "$out" 2>"$TMP/err" && "$MKCT" -q --format dense "$out" "$out.dense" 2>>"$TMP/err"; then
