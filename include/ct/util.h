@@ -45,6 +45,17 @@ int ct_parse_size(const char *s, uint64_t *out);
 int ct_copy_file(const char *from, const char *to, ct_err *err);
 /* Remove a directory tree (best effort; for cleaning up our own temporaries). */
 void ct_remove_tree(const char *path);
+/* Build a directory atomically: fill() writes into a fresh temporary
+ * directory next to dst, which then takes dst's place (an existing dst
+ * directory, when replace is set, is moved aside first and removed after).
+ * On failure nothing is left behind and dst is untouched. */
+typedef int (*ct_dir_fill)(const char *tmpdir, void *arg, ct_err *err);
+int ct_write_dir_atomic(const char *dst, int replace, ct_dir_fill fill, void *arg, ct_err *err);
+/* Write a file atomically: fill() writes to an open temporary file next to
+ * dst (label names it in messages); then it is synced, made 0644 and renamed
+ * over dst.  On failure the temporary file is removed and dst untouched. */
+typedef int (*ct_file_fill)(int fd, const char *label, void *arg, ct_err *err);
+int ct_write_file_atomic(const char *dst, ct_file_fill fill, void *arg, ct_err *err);
 /* Escape a tensor name for printing: control characters and backslash as \xHH. */
 char *ct_escape_name(const char *name);
 

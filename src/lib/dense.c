@@ -218,6 +218,31 @@ static int write_dir(const ct_source *src, const char *tmpdir, ct_progress_fn pr
     return rc;
 }
 
+struct view_job {
+    const ct_view *v;
+    ct_progress_fn progress;
+    void *ctx;
+};
+
+static int fill_view_file(int fd, const char *label, void *arg, ct_err *err)
+{
+    struct view_job *j = arg;
+    uint64_t done = 0;
+    return ct_write_view_fd(j->v, fd, label, j->progress, j->ctx, &done, ct_view_size(j->v), err);
+}
+
+struct dir_job {
+    const ct_source *src;
+    ct_progress_fn progress;
+    void *ctx;
+};
+
+static int fill_dense_dir(const char *tmpdir, void *arg, ct_err *err)
+{
+    struct dir_job *j = arg;
+    return write_dir(j->src, tmpdir, j->progress, j->ctx, err);
+}
+
 int ct_write_dense(const ct_source *src, const char *dst, int force, ct_progress_fn progress, void *ctx,
                    ct_err *err)
 {
@@ -229,57 +254,16 @@ int ct_write_dense(const ct_source *src, const char *dst, int force, ct_progress
     if (exists && S_ISDIR(sb.st_mode) != dir)
         return ct_fail(err, CT_EEXIST, "%s: exists and is %s; refusing to replace it", dst,
                        dir ? "not a directory" : "a directory");
-    size_t n = strlen(dst);
-    char *tmp = malloc(n + 16), *old = malloc(n + 16);
-    if (!tmp || !old) {
-        free(tmp);
-        free(old);
-        return ct_fail(err, CT_ENOMEM, "out of memory");
+    if (dir) {
+        struct dir_job job = {src, progress, ctx};
+        return ct_write_dir_atomic(dst, exists, fill_dense_dir, &job, err);
     }
-    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", dst);
-    int rc;
-    if (!dir) {
-        int fd = mkstemp(tmp);
-        if (fd < 0) {
-            rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
-            goto out;
-        }
-        ct_view *v;
-        uint64_t done = 0;
-        rc = ct_view_new(src, 0, &v, err);
-        if (!rc) {
-            rc = ct_write_view_fd(v, fd, tmp, progress, ctx, &done, ct_view_size(v), err);
-            ct_view_free(v);
-        }
-        if (!rc && (fchmod(fd, 0644) != 0 || fsync(fd) != 0))
-            rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
-        if (close(fd) != 0 && !rc)
-            rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
-        if (!rc && rename(tmp, dst) != 0)
-            rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
-        if (rc)
-            unlink(tmp);
-        goto out;
-    }
-    if (!mkdtemp(tmp)) {
-        rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary directory: %s", tmp, strerror(errno));
-        goto out;
-    }
-    chmod(tmp, 0755);
-    rc = write_dir(src, tmp, progress, ctx, err);
-    if (!rc && exists) {
-        snprintf(old, n + 16, "%s.old.XXXXXX", dst);
-        if (!mkdtemp(old) || rename(dst, old) != 0)
-            rc = ct_fail(err, CT_EIO, "%s: cannot move the old directory aside: %s", dst, strerror(errno));
-    }
-    if (!rc && rename(tmp, dst) != 0)
-        rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
+    ct_view *v;
+    int rc = ct_view_new(src, 0, &v, err);
     if (rc)
-        ct_remove_tree(tmp);
-    else if (exists)
-        ct_remove_tree(old);
-out:
-    free(tmp);
-    free(old);
+        return rc;
+    struct view_job job = {v, progress, ctx};
+    rc = ct_write_file_atomic(dst, fill_view_file, &job, err);
+    ct_view_free(v);
     return rc;
 }

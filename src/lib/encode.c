@@ -626,6 +626,35 @@ static int sparse24_module(const ct_st *st, const char *module, const ct_st_tens
     return rc;
 }
 
+struct file_job {
+    const ct_st *st;
+    const outs *o;
+    const ct_st_entry *e;
+    const char *hdr;
+    size_t hl;
+};
+
+/* Header, then every tensor in layout order (copied from the source or
+ * from memory). */
+static int fill_compressed_file(int fd, const char *label, void *arg, ct_err *err)
+{
+    struct file_job *j = arg;
+    int rc = ct_write_full(fd, j->hdr, j->hl, label, err);
+    for (size_t i = 0; !rc && i < j->o->n; i++) {
+        const out_t *t = &j->o->v[j->e[i].user];
+        if (t->ref) {
+            unsigned char *buf;
+            if (!(rc = read_all(j->st, t->ref, &buf, err))) {
+                rc = ct_write_full(fd, buf, t->nbytes, label, err);
+                free(buf);
+            }
+        } else {
+            rc = ct_write_full(fd, t->data, t->nbytes, label, err);
+        }
+    }
+    return rc;
+}
+
 static int is_float(ct_dtype d) { return d == CT_F32 || d == CT_BF16 || d == CT_F16 || d == CT_F64; }
 
 int ct_compress_file(const char *src, const char *dst, const char *cj, size_t cl, const char *label, int force,
@@ -636,8 +665,7 @@ int ct_compress_file(const char *src, const char *dst, const char *cj, size_t cl
     ct_st *st = NULL;
     outs o = {0};
     ct_strmap *used = NULL;
-    char *hdr = NULL, *tmp = NULL, *qc = NULL;
-    int fd = -1;
+    char *hdr = NULL, *qc = NULL;
     struct stat sb;
     if (!force && lstat(dst, &sb) == 0)
         return ct_fail(err, CT_EEXIST, "%s: already exists (use --force to replace it)", dst);
@@ -729,38 +757,10 @@ int ct_compress_file(const char *src, const char *dst, const char *cj, size_t cl
     size_t hl;
     rc = ct_st_layout(e, o.n, mk, mv, 2, &hdr, &hl, err);
     if (!rc) {
-        size_t dl = strlen(dst);
-        tmp = malloc(dl + 16);
-        snprintf(tmp, dl + 16, "%s.tmp.XXXXXX", dst);
-        fd = mkstemp(tmp);
-        if (fd < 0)
-            rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary file: %s", dst, strerror(errno));
-        else
-            rc = ct_write_full(fd, hdr, hl, tmp, err);
-    }
-    for (size_t i = 0; !rc && i < o.n; i++) {
-        out_t *t = &o.v[e[i].user];
-        if (t->ref) {
-            unsigned char *buf;
-            if (!(rc = read_all(st, t->ref, &buf, err))) {
-                rc = ct_write_full(fd, buf, t->nbytes, tmp, err);
-                free(buf);
-            }
-        } else {
-            rc = ct_write_full(fd, t->data, t->nbytes, tmp, err);
-        }
+        struct file_job job = {st, &o, e, hdr, hl};
+        rc = ct_write_file_atomic(dst, fill_compressed_file, &job, err);
     }
     free(e);
-    if (fd >= 0) {
-        if (!rc && (fchmod(fd, 0644) != 0 || fsync(fd) != 0))
-            rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
-        if (close(fd) != 0 && !rc)
-            rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
-        if (!rc && rename(tmp, dst) != 0)
-            rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
-        if (rc)
-            unlink(tmp);
-    }
 out:
     for (size_t i = 0; i < o.n; i++) {
         free(o.v[i].name);
@@ -768,7 +768,6 @@ out:
     }
     free(o.v);
     free(hdr);
-    free(tmp);
     free(qc);
     ct_strmap_free(used);
     ct_st_close(st);
@@ -933,6 +932,18 @@ out:
     return rc;
 }
 
+struct dir_job {
+    const char *src, *cj;
+    size_t cl;
+    const char *label;
+};
+
+static int fill_compressed_dir(const char *tmpdir, void *arg, ct_err *err)
+{
+    struct dir_job *j = arg;
+    return compress_dir_into(j->src, tmpdir, j->cj, j->cl, j->label, err);
+}
+
 int ct_compress_dir(const char *src, const char *dst, const char *cj, size_t cl, const char *label, int force,
                     ct_err *err)
 {
@@ -942,33 +953,7 @@ int ct_compress_dir(const char *src, const char *dst, const char *cj, size_t cl,
         return ct_fail(err, CT_EEXIST, "%s: already exists (use --force to replace it)", dst);
     if (exists && !S_ISDIR(sb.st_mode))
         return ct_fail(err, CT_EEXIST, "%s: exists and is not a directory; refusing to replace it", dst);
-    size_t n = strlen(dst);
-    char *tmp = malloc(n + 16), *old = malloc(n + 16);
-    int rc = 0;
-    if (!tmp || !old) {
-        rc = ct_fail(err, CT_ENOMEM, "out of memory");
-        goto out;
-    }
-    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", dst);
-    if (!mkdtemp(tmp)) {
-        rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary directory: %s", dst, strerror(errno));
-        goto out;
-    }
-    chmod(tmp, 0755);
-    rc = compress_dir_into(src, tmp, cj, cl, label, err);
-    if (!rc && exists) {
-        snprintf(old, n + 16, "%s.old.XXXXXX", dst);
-        if (!mkdtemp(old) || rename(dst, old) != 0)
-            rc = ct_fail(err, CT_EIO, "%s: cannot move the old directory aside: %s", dst, strerror(errno));
-    }
-    if (!rc && rename(tmp, dst) != 0)
-        rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
-    if (rc)
-        ct_remove_tree(tmp);
-    else if (exists)
-        ct_remove_tree(old);
-out:
-    free(tmp);
-    free(old);
-    return rc;
+    struct dir_job job = {src, cj, cl, label};
+    return ct_write_dir_atomic(dst, exists, fill_compressed_dir, &job, err);
 }
+

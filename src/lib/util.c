@@ -271,3 +271,62 @@ void ct_remove_tree(const char *path)
     rmdir(path);
 }
 
+
+int ct_write_dir_atomic(const char *dst, int replace, ct_dir_fill fill, void *arg, ct_err *err)
+{
+    size_t n = strlen(dst);
+    char *tmp = malloc(n + 16), *old = malloc(n + 16);
+    int rc = 0;
+    if (!tmp || !old) {
+        rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        goto out;
+    }
+    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", dst);
+    if (!mkdtemp(tmp)) {
+        rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary directory: %s", dst, strerror(errno));
+        goto out;
+    }
+    chmod(tmp, 0755);
+    rc = fill(tmp, arg, err);
+    if (!rc && replace) {
+        snprintf(old, n + 16, "%s.old.XXXXXX", dst);
+        if (!mkdtemp(old) || rename(dst, old) != 0)
+            rc = ct_fail(err, CT_EIO, "%s: cannot move the old directory aside: %s", dst, strerror(errno));
+    }
+    if (!rc && rename(tmp, dst) != 0)
+        rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
+    if (rc)
+        ct_remove_tree(tmp);
+    else if (replace)
+        ct_remove_tree(old);
+out:
+    free(tmp);
+    free(old);
+    return rc;
+}
+
+int ct_write_file_atomic(const char *dst, ct_file_fill fill, void *arg, ct_err *err)
+{
+    size_t n = strlen(dst);
+    char *tmp = malloc(n + 16);
+    if (!tmp)
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", dst);
+    int rc, fd = mkstemp(tmp);
+    if (fd < 0) {
+        rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary file: %s", dst, strerror(errno));
+        free(tmp);
+        return rc;
+    }
+    rc = fill(fd, tmp, arg, err);
+    if (!rc && (fchmod(fd, 0644) != 0 || fsync(fd) != 0))
+        rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
+    if (close(fd) != 0 && !rc)
+        rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
+    if (!rc && rename(tmp, dst) != 0)
+        rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
+    if (rc)
+        unlink(tmp);
+    free(tmp);
+    return rc;
+}
