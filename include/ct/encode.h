@@ -31,4 +31,13 @@ int ct_compress_file(const char *src, const char *dst, const char *config_json, 
 int ct_compress_dir(const char *src, const char *dst, const char *config_json, size_t config_len,
                     const char *config_label, int force, ct_err *err);
 
+/* Check a written checkpoint against its dense source: open dst with the
+ * core reader (its own config), decode every tensor, and require each one
+ * that also exists in src (same name: weights, pass-through tensors) to be
+ * exactly the source for sparse or unquantized tensors (-0 may read +0) and,
+ * for quantized weights, within half a quantization step of the source
+ * (|decoded - source| <= scale/2 plus the output dtype's rounding).
+ * Reports the first offending tensor and element. */
+int ct_verify(const char *src, const char *dst, ct_err *err);
+
 #endif

@@ -31,6 +31,8 @@ typedef struct ct_tensor {
     uint64_t nbytes;           /* dense bytes */
     uint64_t stored_bytes;     /* bytes of the stored pieces it is decoded from */
     const char *format;        /* "dense", "sparse-bitmask", "pack-quantized", ... */
+    int code_bits;             /* bits per stored code of a quantized weight, else 0 */
+    int code_float;            /* codes are FP8/FP4 values rather than integers */
     size_t shard;              /* shard that holds its main stored piece */
 } ct_tensor;
 

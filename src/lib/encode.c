@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "ct/encode.h"
+#include "ct/source.h"
 #include "ct/st.h"
 #include "ct/strmap.h"
 #include "ct/util.h"
@@ -957,3 +958,105 @@ int ct_compress_dir(const char *src, const char *dst, const char *cj, size_t cl,
     return ct_write_dir_atomic(dst, exists, fill_compressed_dir, &job, err);
 }
 
+
+/* ---------------------------------------------------------------- verify */
+
+static double elem(ct_dtype dt, const unsigned char *p, uint64_t i)
+{
+    switch (dt) {
+    case CT_F64: { double d; memcpy(&d, p + 8 * i, 8); return d; }
+    default: return fval(dt, p, i);
+    }
+}
+
+static int verify_one(const ct_st *sst, const ct_st_tensor *t, const ct_source *out, size_t oi, ct_err *err)
+{
+    const ct_tensor *ot = ct_source_tensor(out, oi);
+    if (ot->ndim != t->ndim || memcmp(ot->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim))
+        return ct_fail(err, CT_EFORMAT, "verify: '%s' has shape %s in the output", t->name,
+                       ct_shape_str((char[256]){0}, 256, ot->ndim, ot->shape));
+    unsigned char *a = NULL, *b = malloc(ot->nbytes + 8);
+    int rc = b ? read_all(sst, t, &a, err) : ct_fail(err, CT_ENOMEM, "out of memory");
+    if (!rc)
+        rc = ct_source_read(out, oi, 0, ot->nbytes, b, err);
+    int lossless = !strcmp(ot->format, "dense") || !strcmp(ot->format, "sparse-bitmask");
+    int pruned = !strcmp(ot->format, "sparse-24-bitmask");   /* 2 of every 4 kept */
+    if (!rc && (lossless || pruned) && ot->dtype == t->dtype) {
+        size_t es = ct_dtype_bits(t->dtype) / 8;
+        for (uint64_t i = 0; !rc && es && i < t->numel; i++) {
+            int zero_out = is_float(t->dtype) && elem(t->dtype, b, i) == 0;
+            if (memcmp(a + i * es, b + i * es, es) && !(zero_out && (pruned || elem(t->dtype, a, i) == 0)))
+                rc = ct_fail(err, CT_EFORMAT, "verify: '%s' element %" PRIu64 " differs from the source", t->name, i);
+        }
+    } else if (!rc && is_float(t->dtype) && is_float(ot->dtype) && t->ndim == 2 && ot->code_bits) {
+        /* Quantization error bounds, from the row's largest magnitude M (a
+         * group's scale is at most M's): integer codes of nb bits err by at
+         * most half a step, M / (2^nb - 1); FP8 E4M3 by 2^-4 relative (plus
+         * its subnormal steps); FP4 E2M1 by 1/4 relative plus a quarter of
+         * a (power-of-two rounded, for MX) group scale.  Plus 2^-7 relative
+         * for the output's own rounding. */
+        uint64_t C = (uint64_t)t->shape[1], R = (uint64_t)t->shape[0];
+        int nb = ot->code_bits;
+        for (uint64_t r = 0; !rc && r < R; r++) {
+            double M = 0;
+            for (uint64_t c = 0; c < C; c++) {
+                double v = fabs(elem(t->dtype, a, r * C + c));
+                M = v > M ? v : M;
+            }
+            for (uint64_t c = 0; !rc && c < C; c++) {
+                double x = elem(t->dtype, a, r * C + c), y = elem(ot->dtype, b, r * C + c), tol;
+                if (!ot->code_float)
+                    tol = M / (double)((1 << nb) - 1);
+                else if (nb == 8)
+                    tol = fabs(x) / 16 + M / 4096;
+                else
+                    tol = fabs(x) / 4 + M / 12;
+                /* 10 %: the scale and quotient are themselves rounded in
+                 * the weight dtype (upstream's op order) */
+                tol = tol * 1.1 + fabs(y) / 128 + 1e-30;
+                if (!(fabs(x - y) <= tol))
+                    rc = ct_fail(err, CT_EFORMAT, "verify: '%s' [%" PRIu64 ", %" PRIu64 "] decodes to %g, source %g "
+                                 "(allowed error %g)", t->name, r, c, y, x, tol);
+            }
+        }
+    } else if (!rc) {
+        rc = ct_fail(err, CT_EFORMAT, "verify: '%s' is %s %s in the output but %s in the source", t->name,
+                     ot->format, ct_dtype_name(ot->dtype), ct_dtype_name(t->dtype));
+    }
+    free(a);
+    free(b);
+    return rc;
+}
+
+int ct_verify(const char *src, const char *dst, ct_err *err)
+{
+    ct_st *sst = NULL;
+    ct_source *out = NULL;
+    struct stat sb;
+    int rc;
+    if (stat(src, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        ct_source *s;
+        /* a directory: compare the dense views tensor by tensor */
+        if ((rc = ct_source_open(src, NULL, &s, err)))
+            return rc;
+        ct_source_close(s);
+        return ct_fail(err, CT_EUNSUPPORTED, "verify: directory sources are not supported yet");
+    }
+    if ((rc = ct_st_open(src, &sst, err)) || (rc = ct_source_open(dst, NULL, &out, err)))
+        goto out;
+    size_t checked = 0;
+    for (size_t i = 0; i < ct_st_count(sst) && !rc; i++) {
+        const ct_st_tensor *t = ct_st_get(sst, i);
+        long oi = ct_source_find(out, t->name);
+        if (oi < 0)
+            continue;   /* quantization parameters and other consumed pieces */
+        rc = verify_one(sst, t, out, (size_t)oi, err);
+        checked++;
+    }
+    if (!rc && checked == 0)
+        rc = ct_fail(err, CT_EFORMAT, "verify: no tensor of the source is in the output");
+out:
+    ct_source_close(out);
+    ct_st_close(sst);
+    return rc;
+}

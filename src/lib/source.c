@@ -755,8 +755,14 @@ static int build_module(ct_source *s, module *m, ct_err *err)
             if (m->slot[p].t && !(s->keep_qparams && p != P_WEIGHT_SHAPE))
                 t->info.stored_bytes += m->slot[p].t->end - m->slot[p].t->begin;
     }
-    if (t)
+    if (t) {
         t->info.format = format_label(&t->r);
+        if (quant_codes) {
+            t->info.code_bits = t->r.nbits;
+            t->info.code_float = t->r.kind == CT_K_FP8 || t->r.kind == CT_K_MXFP8 || t->r.kind == CT_K_NVFP4
+                                 || t->r.kind == CT_K_MXFP4;
+        }
+    }
     /* Everything not consumed: pass through, or drop quantization params. */
     for (int p = 0; p < NPARAM; p++) {
         const ct_ref *ref = &m->slot[p];

@@ -38,6 +38,8 @@ static void usage(FILE *f)
             "                       from the source's weight_scale/zero points, else min-max observer)\n"
             "      --bits N, --group-size N (-1: per channel), --asym, --actorder  preset overrides\n"
             "      --targets RE, --ignore RE   modules to compress (repeatable; default Linear, lm_head)\n"
+            "      --verify         after compressing a file, read it back and check every tensor;\n"
+            "                       alone (mkct --verify SRC DST): check an existing DST against SRC\n"
             "      --sample DIR     write the built-in sample: a small llama-shaped compressed\n"
             "                       checkpoint in DIR/compressed and its dense tensors in\n"
             "                       DIR/reference.safetensors\n"
@@ -170,15 +172,25 @@ static char *scheme_config(const struct scheme_opts *so, char *why, size_t why_l
     return text;
 }
 
-/* A file for a file, a directory for a directory. */
+static int verify_after;
+
+/* A file for a file, a directory for a directory; --verify reads it back. */
 static int compress(const char *src, const char *dst, const char *cj, size_t cl, const char *label, int force,
                     ct_err *err)
 {
     struct stat sb;
     if (stat(src, &sb) != 0)
         return ct_fail(err, CT_EIO, "%s: %s", src, strerror(errno));
-    return S_ISDIR(sb.st_mode) ? ct_compress_dir(src, dst, cj, cl, label, force, err)
-                               : ct_compress_file(src, dst, cj, cl, label, force, err);
+    int dir = S_ISDIR(sb.st_mode);
+    int rc = dir ? ct_compress_dir(src, dst, cj, cl, label, force, err)
+                 : ct_compress_file(src, dst, cj, cl, label, force, err);
+    if (!rc && verify_after) {
+        if (dir)
+            fprintf(stderr, "mkct: --verify checks files only in this version; %s not verified\n", dst);
+        else if (!(rc = ct_verify(src, dst, err)))
+            fprintf(stderr, "mkct: verified %s against %s\n", dst, src);
+    }
+    return rc;
 }
 
 static void progress(void *ctx, uint64_t done, uint64_t total)
@@ -204,9 +216,10 @@ int main(int argc, char **argv)
         {"scheme", required_argument, 0, 's'}, {"bits", required_argument, 0, 'b'},
         {"group-size", required_argument, 0, 'g'}, {"asym", no_argument, 0, 'a'},
         {"actorder", no_argument, 0, 'o'}, {"targets", required_argument, 0, 't'},
-        {"ignore", required_argument, 0, 'i'}, {0, 0, 0, 0},
+        {"ignore", required_argument, 0, 'i'}, {"verify", no_argument, 0, 'v'}, {0, 0, 0, 0},
     };
     struct scheme_opts so = {0};
+    int verify = 0;
     const char *format = NULL, *config = NULL;
     int keep = 0, force = 0, show_progress = isatty(2), quiet = 0, c;
     while ((c = getopt_long(argc, argv, "f:c:qhV", opts, NULL)) != -1) {
@@ -225,6 +238,7 @@ int main(int argc, char **argv)
         case 'o': so.actorder = 1; break;
         case 't': if (so.ntargets < 32) so.targets[so.ntargets++] = optarg; break;
         case 'i': if (so.nignore < 32) so.ignore[so.nignore++] = optarg; break;
+        case 'v': verify = 1; break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("mkct (ctfs) %s\n", PACKAGE_VERSION); return 0;
         case 'S': {
@@ -240,6 +254,17 @@ int main(int argc, char **argv)
     if (argc - optind != 2) {
         usage(stderr);
         return 1;
+    }
+    verify_after = verify;
+    if (verify && !so.scheme && !format && !config) {
+        /* check an existing pair: DST against the dense SRC */
+        ct_err err = {0};
+        int rc = ct_verify(argv[optind], argv[optind + 1], &err);
+        if (rc)
+            fprintf(stderr, "mkct: %s\n", err.msg);
+        else
+            fprintf(stderr, "mkct: verified %s against %s\n", argv[optind + 1], argv[optind]);
+        return ct_exit_status(rc);
     }
     if (so.scheme || (format && strcmp(format, "dense") && !config)) {
         /* a preset scheme, or a sparse format, described as a config */

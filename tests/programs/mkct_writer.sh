@@ -126,6 +126,22 @@ fi
 expect_exit 5 "dir: existing DST refused" "$MKCT" --format sparse-bitmask "$TMP/sh.dense" "$TMP/sh.sparse"
 check "dir: no temporary directories left" sh -c "! ls '$TMP' | grep -q '\.tmp\.'"
 
+# --verify: reads what was written back through the core reader; and it
+# catches a corrupted file (one packed word flipped).
+"$MKCT" --scheme W4A16 --verify "$TMP/bf16.safetensors" "$TMP/v.safetensors" 2>"$TMP/err"
+check "--verify accepts a good file" grep -q "^mkct: verified" "$TMP/err"
+/usr/bin/python3 - "$TMP/v.safetensors" <<'PY'
+import json, struct, sys
+b = bytearray(open(sys.argv[1], "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+h = json.loads(b[8:8 + n])
+off = 8 + n + h["model.layers.0.mlp.up_proj.weight_packed"]["data_offsets"][0] + 40
+b[off:off + 4] = bytes(x ^ 0x88 for x in b[off:off + 4])   # flip the top bit of every nibble
+open(sys.argv[1], "wb").write(b)
+PY
+expect_exit 3 "--verify rejects a corrupted file" "$MKCT" --verify "$TMP/bf16.safetensors" "$TMP/v.safetensors"
+check "...naming the tensor" grep -q "up_proj.weight' \[" "$TMP/err"
+
 c="$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16"
 expect_exit 5 "existing DST refused" "$MKCT" --config "$c/config.json" "$c/input.safetensors" "$out"
 sed 's/"group_size": 128/"group_size": 96/' "$c/config.json" >"$TMP/g96.json"
