@@ -7,8 +7,10 @@
                                     wrote from SRC) against numpy: KIND is
                                     sparse-bitmask (lossless), sparse-24-bitmask
                                     (2 largest of every 4 kept), or a scheme
-                                    W4A16 / W4A16_ASYM / W8A16 / W8A8
-                                    (quantize-then-dequantize, upstream op order)."""
+                                    W4A16 / W4A16_ASYM / W8A16 / W8A8 / FP8_DYNAMIC /
+                                    NVFP4A16 (quantize-then-dequantize, upstream op
+                                    order; NVFP4 global scales shared by q/k/v and
+                                    gate/up as llm-compressor fuses them)."""
 import json, struct, sys
 import numpy as np
 
@@ -71,8 +73,10 @@ if sys.argv[1] == "make":
     base = {}
     for l in range(2):
         for m, shape in (("self_attn.q_proj", (64, 256)), ("self_attn.o_proj", (64, 256)),
-                         ("mlp.up_proj", (128, 256)), ("mlp.down_proj", (64, 384))):
-            base[f"model.layers.{l}.{m}.weight"] = rng.standard_normal(shape).astype(np.float32) * 0.05
+                         ("mlp.up_proj", (128, 256)), ("mlp.down_proj", (64, 384)),
+                         ("self_attn.k_proj", (32, 256)), ("self_attn.v_proj", (32, 256)),
+                         ("mlp.gate_proj", (128, 256))):
+            base[f"model.layers.{l}.{m}.weight"] = rng.standard_normal(shape).astype(np.float32) * (0.05 + 0.02 * len(m) % 7)
         base[f"model.layers.{l}.input_layernorm.weight"] = rng.random(64).astype(np.float32)
     base["lm_head.weight"] = rng.standard_normal((32, 64)).astype(np.float32)
     for dt in ("F32", "F16", "BF16"):
@@ -91,12 +95,38 @@ kind, src, dec = sys.argv[2], load(sys.argv[3]), load(sys.argv[4])
 assert set(src) == set(dec), (set(src) ^ set(dec))
 schemes = {"W4A16": (4, 128, True), "W4A16_ASYM": (4, 128, False), "W8A16": (8, 0, True), "W8A8": (8, 0, True)}
 checked = 0
+
+def fp4_round(t):
+    """|t| <= 6 to the nearest E2M1 value, ties to the even code; sign kept for t < 0"""
+    grid = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6], np.float64)
+    a = np.abs(t.astype(np.float64))
+    i = np.clip(np.searchsorted(grid, a), 1, 7)
+    lo, hi = grid[i - 1], grid[i]
+    pick_hi = (a - lo > hi - a) | ((a - lo == hi - a) & (i % 2 == 0))
+    v = np.where(pick_hi, hi, lo).astype(np.float32)
+    return np.where(t < 0, -v, v)
+
+FUSED = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+def nvfp4_global(dt, name):
+    """generate_gparam over the weight, or over its fused siblings when all exist"""
+    mod = name[:-len(".weight")]
+    parent, leaf = mod.rsplit(".", 1)
+    members = [name]
+    for fs in FUSED:
+        if leaf in fs and all(f"{parent}.{m}.weight" in src for m in fs):
+            members = [f"{parent}.{m}.weight" for m in fs]
+    am = max(float(np.abs(to_f32(*src[m])).max()) for m in members)
+    tiny = 2.0 ** -14 if dt == "F16" else 2.0 ** -126
+    g = rnd(dt, np.array([2688.0 / np.float32(max(am, tiny))], np.float32))[0]
+    return np.float32(g) if np.isfinite(g) else np.float32(1.0)
+
 for name, (dt, a) in src.items():
     x = to_f32(dt, a)
     ddt, d = dec[name]
-    assert ddt == dt, (name, ddt, dt)
-    got = to_f32(ddt, d)
     targeted = name.endswith(".weight") and x.ndim == 2 and not name.startswith("lm_head")
+    assert ddt == ("BF16" if kind == "NVFP4A16" and targeted else dt), (name, ddt, dt)
+    got = to_f32(ddt, d)
     if not targeted:
         want = x
     elif kind == "sparse-bitmask":
@@ -115,13 +145,33 @@ for name, (dt, a) in src.items():
         assert np.all(ok_tie[tie]), (name, "tied groups")
         want[tie] = gg[tie]
         want = want.reshape(x.shape)
-    elif kind == "FP8_DYNAMIC":
-        m = np.maximum(np.abs(np.minimum(x.min(axis=1), 0)), np.abs(np.maximum(x.max(axis=1), 0)))
+    elif kind in ("FP8_DYNAMIC", "FP8", "FP8_BLOCK"):
+        # per row, per tensor, or per 128x128 block (zero padded), then E4M3
+        R, C = x.shape
+        bh, bw = {"FP8_DYNAMIC": (1, C), "FP8": (R, C), "FP8_BLOCK": (128, 128)}[kind]
+        SR, K = -(-R // bh), -(-C // bw)
+        pad = np.zeros((SR * bh, K * bw), np.float32)
+        pad[:R, :C] = x
+        blk = pad.reshape(SR, bh, K, bw)
+        m = np.maximum(np.abs(np.minimum(blk.min(axis=(1, 3)), 0)), np.abs(np.maximum(blk.max(axis=(1, 3)), 0)))
         s = rnd(dt, m / np.float32(448.0))
         eps = {"BF16": 2.0 ** -7, "F16": 2.0 ** -10, "F32": 2.0 ** -23}[dt]
-        s = np.where(s == 0, np.float32(eps), s).astype(np.float32)[:, None]
+        s = np.where(s == 0, np.float32(eps), s).astype(np.float32)
+        s = np.repeat(np.repeat(s, bh, axis=0), bw, axis=1)[:R, :C]
         t = np.clip(rnd(dt, x / s), -448, 448)
         want = rnd(dt, f8_round(t) * s)
+    elif kind == "NVFP4A16":
+        R, C = x.shape
+        g = nvfp4_global(dt, name)
+        xg = x.reshape(R, C // 16, 16)
+        amax = np.maximum(np.abs(np.minimum(xg.min(axis=2), 0)), np.abs(np.maximum(xg.max(axis=2), 0)))
+        sc = np.clip(g * rnd(dt, amax / np.float32(6.0)), -448, 448).astype(np.float32)
+        s8 = f8_round(sc)
+        s8 = np.where(s8 == 0, np.float32(0.125), s8)
+        se = (s8 / g).astype(np.float32)
+        t = np.clip(xg / se[:, :, None], -6, 6).astype(np.float32)
+        want = bf16_round(fp4_round(t) * se[:, :, None]).reshape(R, C)   # upstream decodes NVFP4 to BF16
+        got = to_f32("BF16", d)
     else:
         nb, gs, sym = schemes[kind]
         qmin, qmax = -(1 << (nb - 1)), (1 << (nb - 1)) - 1

@@ -43,6 +43,11 @@ typedef struct ct_qgroup {
     int has_weights;
     ct_qargs weights;
     ct_format format;      /* CT_FMT_UNSET when null/absent */
+    /* The calibrated activation parameter a writer must find stored, as
+     * "<module>.<input_param>": "input_scale" for static activations,
+     * "input_global_scale" for tensor_group (NVFP4) ones; NULL when the
+     * activations are dynamic or not quantized. */
+    const char *input_param;
 } ct_qgroup;
 
 typedef struct ct_config {

@@ -1,35 +1,53 @@
-/* Compressing a dense checkpoint (one .safetensors file) to
- * compressed-tensors, as the upstream library writes it (format note
- * §1.3 quantization op order, §2.2 bitmask, §2.4/§2.5 layouts, §6.2 file).
+/* Compressing a dense checkpoint to compressed-tensors, as the upstream
+ * library writes it (format note §1.3 quantization op order, §2.2 bitmask,
+ * §2.3 2:4, §2.4/§2.5 layouts, §2.7 NVFP4, §6.2 file).
  *
- * This version covers: int-quantized / naive-quantized and pack-quantized
- * (layout B, packed I32 zero points along rows, weight_g_idx kept) using
- * the quantization parameters the source already holds (weight_scale,
- * weight_zero_point, weight_g_idx: a calibrated "fake-quant" checkpoint),
- * sparse-bitmask and sparse-24-bitmask (ties broken as torch.topk does).  Modules are chosen by the config's targets/ignore
- * (class names such as "Linear" mean every 2-D `.weight`).  The output's
- * __metadata__ is {"format": "pt", "quantization_config": <config JSON>}. */
+ * Formats: pack-quantized (layout B for current configs, packed I32 zero
+ * points along rows, weight_g_idx kept with activation ordering),
+ * int-/naive-quantized, float-quantized (FP8 E4M3), nvfp4-pack-quantized,
+ * sparse-bitmask and sparse-24-bitmask (ties broken as torch.topk does).
+ * Strategies tensor, channel, group, block, tensor_group.  Quantization
+ * parameters the source already holds (weight_scale, weight_zero_point,
+ * weight_g_idx, weight_global_scale: a calibrated "fake-quant" checkpoint)
+ * are used as given; otherwise upstream's min-max observer computes them.
+ * Modules are chosen by the config's targets/ignore (class names such as
+ * "Linear" mean every 2-D `.weight`).  Each output file's __metadata__ is
+ * {"format": "pt", "quantization_config": <config JSON>}. */
 #ifndef CT_ENCODE_H
 #define CT_ENCODE_H
 
 #include "ct/config.h"
 #include "ct/err.h"
+#include <stddef.h>
+#include <stdint.h>
 
-/* Compress the file src into dst (written atomically; an existing dst is
- * refused unless force).  config_json: the compression config text (a
- * whole config.json or its quantization_config object). */
-int ct_compress_file(const char *src, const char *dst, const char *config_json, size_t config_len,
-                     const char *config_label, int force, ct_err *err);
+/* Progress of a compression: work units (modules and pass-through
+ * tensors) and source bytes done so far. */
+typedef void (*ct_compress_progress)(void *ctx, size_t units_done, size_t units_total, uint64_t bytes_done,
+                                     uint64_t bytes_total);
 
-/* Compress a model directory into dst (a new directory, renamed into place
- * when complete): each shard (model.safetensors, or those of
- * model.safetensors.index.json) compressed under its own name, the index
- * rewritten with the compressed tensor names and total_size, config.json
- * written with the quantization_config (as upstream's save_pretrained:
- * indent 2, sorted keys, trailing newline), every other regular file copied.
- * A module's quantization parameters must sit in the shard of its weight. */
-int ct_compress_dir(const char *src, const char *dst, const char *config_json, size_t config_len,
-                    const char *config_label, int force, ct_err *err);
+typedef struct ct_compress_opts {
+    const char *config_json;    /* a whole config.json or its quantization_config object */
+    size_t config_len;
+    const char *config_label;   /* names the config in messages */
+    int force;                  /* replace an existing dst */
+    int threads;                /* modules compressed in parallel (<= 1: one) */
+    uint64_t shard_size;        /* 0: one output file per source shard; else split (dst is a directory) */
+    ct_compress_progress progress;
+    void *progress_ctx;
+} ct_compress_opts;
+
+/* Compress src (a .safetensors file, or a model directory: model.safetensors
+ * or the shards of model.safetensors.index.json) into dst, which appears
+ * atomically or not at all.  A file gives a file, unless shard_size is set;
+ * a directory (or shard_size) gives a directory: the shards, the index
+ * rewritten with the compressed names and total_size, config.json with the
+ * quantization_config (as upstream's save_pretrained: indent 2, sorted keys,
+ * trailing newline), every other regular file copied.  A module's stored
+ * quantization parameters may sit in any shard.  Memory: a few times the
+ * largest tensor per thread; the compressed tensors are parked in an
+ * unlinked temporary file in dst's directory until the output is laid out. */
+int ct_compress(const char *src, const char *dst, const ct_compress_opts *opts, ct_err *err);
 
 /* Check a written checkpoint against its dense source: open dst with the
  * core reader (its own config), decode every tensor, and require each one

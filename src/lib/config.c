@@ -243,6 +243,8 @@ static int parse_qc(const cJSON *qc, const char *label, ct_config *c, ct_err *er
                 if (preset_args(g->string, &q->weights, &q->format))
                     return ct_fail(err, CT_EUNSUPPORTED, "%s: unknown preset scheme name", glabel);
                 q->has_weights = 1;
+                q->input_param = !strcmp(g->string, "FP8") ? "input_scale"
+                               : !strcmp(g->string, "NVFP4") ? "input_global_scale" : NULL;
                 if ((rc = get_strv(g, &q->targets, &q->n_targets, glabel, "targets", err)))
                     return rc;
                 continue;
@@ -260,6 +262,17 @@ static int parse_qc(const cJSON *qc, const char *label, ct_config *c, ct_err *er
             }
             if ((v = cJSON_GetObjectItemCaseSensitive(g, "format")) && cJSON_IsString(v))
                 q->format = ct_format_parse(v->valuestring);
+            const cJSON *ia = cJSON_GetObjectItemCaseSensitive(g, "input_activations");
+            if (ia && cJSON_IsObject(ia)) {
+                const cJSON *dyn = cJSON_GetObjectItemCaseSensitive(ia, "dynamic"),
+                            *st = cJSON_GetObjectItemCaseSensitive(ia, "strategy");
+                int tg = cJSON_IsString(st) && !strcmp(st->valuestring, "tensor_group");
+                int local = cJSON_IsString(dyn) && !strcmp(dyn->valuestring, "local");
+                if (local || tg)
+                    q->input_param = (local || !cJSON_IsTrue(dyn)) ? "input_global_scale" : NULL;
+                else if (!dyn || cJSON_IsFalse(dyn))
+                    q->input_param = "input_scale";
+            }
         }
     }
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(qc, "sparsity_config");

@@ -16,6 +16,7 @@
 #include "ct/util.h"
 #include "ct/pyjson.h"
 #include <dirent.h>
+#include <pthread.h>
 
 /* The compressed-tensors release whose layout this writer produces. */
 #define CT_WRITER_VERSION "0.18.0"
@@ -29,6 +30,9 @@ typedef struct out_t {
     unsigned char *data;
     uint64_t nbytes;
     const ct_st_tensor *ref;
+    const ct_st *st;            /* the source file of ref */
+    uint64_t spill_off;         /* data parked in the spill file at this offset */
+    size_t unit;                /* the work unit it came from (shards keep units whole) */
 } out_t;
 
 typedef struct outs {
@@ -86,7 +90,27 @@ static float fval(ct_dtype dt, const unsigned char *p, uint64_t i)
     switch (dt) {
     case CT_BF16: return ct_bf16_to_f32(ct_load_le16(p + 2 * i));
     case CT_F16: return ct_f16_to_f32(ct_load_le16(p + 2 * i));
+    case CT_F64: { double d; memcpy(&d, p + 8 * i, 8); return (float)d; }
     default: return ct_u32_as_f32(ct_load_le32(p + 4 * i));
+    }
+}
+
+/* A row of a float tensor as float32 (exact for BF16/F16/F32). */
+static void load_row(ct_dtype dt, const unsigned char *p, uint64_t n, float *out)
+{
+    switch (dt) {
+    case CT_BF16:
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = ct_bf16_to_f32(ct_load_le16(p + 2 * i));
+        break;
+    case CT_F16:
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = ct_f16_to_f32(ct_load_le16(p + 2 * i));
+        break;
+    default:
+        for (uint64_t i = 0; i < n; i++)
+            out[i] = ct_u32_as_f32(ct_load_le32(p + 4 * i));
+        break;
     }
 }
 
@@ -132,19 +156,19 @@ static uint64_t packed_words(uint64_t n, int nb, int layout_b)
 }
 
 /* Pack unsigned codes u[0..n) of nb bits into a zeroed row of words. */
-static void pack_row(const uint32_t *u, uint64_t n, int nb, int layout_b, uint32_t *w)
+static void pack_row(const uint8_t *u, uint64_t n, int nb, int layout_b, uint32_t *w)
 {
     if (!layout_b && 32 % nb) {
         unsigned pf = 32u / (unsigned)nb;
         for (uint64_t i = 0; i < n; i++)
-            w[i / pf] |= u[i] << (nb * (i % pf));
+            w[i / pf] |= (uint32_t)u[i] << (nb * (i % pf));
         return;
     }
     for (uint64_t i = 0; i < n; i++) {
         uint64_t bit = i * (uint64_t)nb;
-        w[bit >> 5] |= u[i] << (bit & 31);
+        w[bit >> 5] |= (uint32_t)u[i] << (bit & 31);
         if ((bit & 31) + (uint64_t)nb > 32)
-            w[(bit >> 5) + 1] |= u[i] >> (32 - (bit & 31));
+            w[(bit >> 5) + 1] |= (uint32_t)u[i] >> (32 - (bit & 31));
     }
 }
 
@@ -159,292 +183,538 @@ static void fstore(ct_dtype dt, unsigned char *p, uint64_t i, float v)
     }
 }
 
+
+static int is_float(ct_dtype d) { return d == CT_F32 || d == CT_BF16 || d == CT_F16 || d == CT_F64; }
+
 static float dtype_eps(ct_dtype dt)
 {
     return dt == CT_BF16 ? 0x1p-7f : dt == CT_F16 ? 0x1p-10f : 0x1p-23f;
+}
+
+/* A source tensor somewhere in the checkpoint (any shard). */
+typedef struct tref {
+    const ct_st *st;
+    const ct_st_tensor *t;
+} tref;
+
+/* Where each element's scale lives: scales form an SR x k grid and element
+ * (r, c) uses scale (r / bh) * k + c / bw.  tensor: 1x1 (bh = R, bw = C);
+ * channel: R x 1; group: R x C/gs; block: ceil(R/bh) x ceil(C/bw). */
+typedef struct qgeom {
+    uint64_t R, C, SR, k, bh, bw;
+} qgeom;
+
+static int geometry(const char *module, const ct_qargs *a, uint64_t R, uint64_t C, qgeom *q, ct_err *err)
+{
+    q->R = R;
+    q->C = C;
+    switch (a->strategy) {
+    case CT_STRAT_TENSOR:
+        q->SR = q->k = 1, q->bh = R ? R : 1, q->bw = C ? C : 1;
+        return 0;
+    case CT_STRAT_CHANNEL:
+        q->SR = R, q->k = 1, q->bh = 1, q->bw = C ? C : 1;
+        return 0;
+    case CT_STRAT_GROUP:
+    case CT_STRAT_TENSOR_GROUP:
+        if (a->group_size <= 0 || C % (uint64_t)a->group_size)
+            return ct_fail(err, CT_EFORMAT, "module '%s': %" PRIu64 " columns are not divisible by group size %" PRId64,
+                           module, C, a->group_size);
+        q->SR = R, q->bh = 1, q->bw = (uint64_t)a->group_size, q->k = C / q->bw;
+        return 0;
+    case CT_STRAT_BLOCK:
+        if (a->block[0] <= 0 || a->block[1] <= 0)
+            return ct_fail(err, CT_EFORMAT, "module '%s': block strategy without a block_structure", module);
+        q->bh = (uint64_t)a->block[0], q->bw = (uint64_t)a->block[1];
+        q->SR = (R + q->bh - 1) / q->bh, q->k = (C + q->bw - 1) / q->bw;
+        return 0;
+    default:
+        return ct_fail(err, CT_EUNSUPPORTED, "module '%s': weights cannot use this quantization strategy "
+                       "(tensor, channel, group, block and tensor_group can)", module);
+    }
+}
+
+/* Per scale cell, min(min, 0) and max(max, 0) of its elements (block
+ * padding is zeros, which the clipping to 0 already accounts for). */
+static int minmax(ct_dtype wd, const unsigned char *x, const qgeom *q, float *mn, float *mx, float *row)
+{
+    size_t es = ct_dtype_bits(wd) / 8;
+    for (uint64_t j = 0; j < q->SR * q->k; j++)
+        mn[j] = mx[j] = 0.0f;
+    for (uint64_t r = 0; r < q->R; r++) {
+        load_row(wd, x + r * q->C * es, q->C, row);
+        uint64_t base = (r / q->bh) * q->k;
+        for (uint64_t c0 = 0, j = base; c0 < q->C; c0 += q->bw, j++) {
+            uint64_t end = c0 + q->bw < q->C ? c0 + q->bw : q->C;
+            float lo = mn[j], hi = mx[j];
+            for (uint64_t c = c0; c < end; c++) {
+                lo = row[c] < lo ? row[c] : lo;
+                hi = row[c] > hi ? row[c] : hi;
+            }
+            mn[j] = lo;
+            mx[j] = hi;
+        }
+    }
+    return 0;
 }
 
 /* Quantization parameters as upstream's min-max observer and
  * calculate_qparams make them, each operation rounded to the weight dtype:
  * min/max clipped to include 0; symmetric s = max(|min|,|max|) / (range/2),
  * zp = 0; asymmetric s = (max - min) / range, zp = round(clamp(qmin - min/s));
- * then zero scales become the dtype's eps.  Groups are columns c/gs, or
- * g_idx[c] when given.  scales: R*k values in the weight dtype's bytes;
- * zps (asymmetric only): R*k int8. */
-static void observe(ct_dtype wd, const unsigned char *x, uint64_t R, uint64_t C, ct_strategy strat, uint64_t gs,
-                    uint64_t k, const int64_t *gidx, int nb, int is_float, int sym, unsigned char *scales, int8_t *zps)
+ * then zero scales become the dtype's eps.  scales: SR*k values in the
+ * weight dtype's bytes; zps (asymmetric only): SR*k int8. */
+static int observe(ct_dtype wd, const unsigned char *x, const qgeom *q, int nb, int is_float, int sym,
+                   unsigned char *scales, int8_t *zps)
 {
     /* FP8 E4M3's range is [-448, 448], as upstream's calculate_range */
     const float qmin = is_float ? -448.0f : -(float)(1 << (nb - 1)),
                 qmax = is_float ? 448.0f : (float)((1 << (nb - 1)) - 1), range = qmax - qmin;
-    uint64_t rows = strat == CT_STRAT_TENSOR ? 1 : R;
-    for (uint64_t sr = 0; sr < rows; sr++)
-        for (uint64_t g = 0; g < k; g++) {
-            float mn = 0.0f, mx = 0.0f;   /* min(min, 0), max(max, 0) */
-            for (uint64_t r = strat == CT_STRAT_TENSOR ? 0 : sr; r < (strat == CT_STRAT_TENSOR ? R : sr + 1); r++)
-                for (uint64_t c = 0; c < C; c++) {
-                    uint64_t gc = strat != CT_STRAT_GROUP ? 0 : gidx ? (uint64_t)gidx[c] : c / gs;
-                    if (gc != g)
-                        continue;
-                    float v = fval(wd, x, r * C + c);
-                    if (v < mn) mn = v;
-                    if (v > mx) mx = v;
-                }
-            float sc, zp = 0.0f;
-            if (sym) {
-                float m = fabsf(mn) > fabsf(mx) ? fabsf(mn) : fabsf(mx);
-                sc = in_dtype(wd, m / (range / 2));
-            } else {
-                sc = in_dtype(wd, in_dtype(wd, mx - mn) / range);
-                zp = in_dtype(wd, qmin - in_dtype(wd, mn / sc));
-                zp = zp < qmin ? qmin : zp > qmax ? qmax : zp;   /* NaN stays NaN, as torch.clamp */
-            }
-            if (sc == 0.0f)
-                sc = dtype_eps(wd);
-            fstore(wd, scales, sr * k + g, sc);
-            if (zps)
-                zps[sr * k + g] = zp != zp ? 0 : (int8_t)nearbyintf(zp);
+    uint64_t n = q->SR * q->k;
+    float *mn = malloc(n * sizeof *mn + 8), *mx = malloc(n * sizeof *mx + 8), *row = malloc(q->C * 4 + 8);
+    if (!mn || !mx || !row) {
+        free(mn);
+        free(mx);
+        free(row);
+        return -1;
+    }
+    minmax(wd, x, q, mn, mx, row);
+    for (uint64_t j = 0; j < n; j++) {
+        float sc, zp = 0.0f;
+        if (sym) {
+            float m = fabsf(mn[j]) > fabsf(mx[j]) ? fabsf(mn[j]) : fabsf(mx[j]);
+            sc = in_dtype(wd, m / (range / 2));
+        } else {
+            sc = in_dtype(wd, in_dtype(wd, mx[j] - mn[j]) / range);
+            zp = in_dtype(wd, qmin - in_dtype(wd, mn[j] / sc));
+            zp = zp < qmin ? qmin : zp > qmax ? qmax : zp;   /* NaN stays NaN, as torch.clamp */
         }
+        if (sc == 0.0f)
+            sc = dtype_eps(wd);
+        fstore(wd, scales, j, sc);
+        if (zps)
+            zps[j] = zp != zp ? 0 : (int8_t)nearbyintf(zp);
+    }
+    free(mn);
+    free(mx);
+    free(row);
+    return 0;
 }
 
-/* Quantize one module's weight with the stored qparams (format note §1.3). */
-static int quantize_module(const ct_st *st, const char *module, const ct_st_tensor *w, const ct_qgroup *g,
-                           ct_format fmt, int layout_b, outs *o, ct_strmap *used, ct_err *err)
+/* The stored quantization parameters of one module (any may be absent). */
+typedef struct qparams {
+    tref scale, zp, gidx, gscale;
+} qparams;
+
+static int oom(ct_err *err) { return ct_fail(err, CT_ENOMEM, "out of memory"); }
+
+/* Quantize one module's weight to int or FP8 codes (format note §1.3, §1.4)
+ * with the stored parameters, or the observer's when none are stored. */
+static int quantize_module(const tref *wr, const char *module, const qparams *qp, const ct_qgroup *g, ct_format fmt,
+                           int layout_b, outs *o, ct_err *err)
 {
     int rc = 0;
+    const ct_st_tensor *w = wr->t;
     unsigned char *x = NULL, *sb = NULL, *zb = NULL, *gb = NULL;
-    uint32_t *ucodes = NULL;
-    char *sname = join(module, ".weight_scale"), *zname = join(module, ".weight_zero_point"),
-         *gname = join(module, ".weight_g_idx");
-    if (!sname || !zname || !gname) {
-        rc = ct_fail(err, CT_ENOMEM, "out of memory");
+    uint8_t *codes = NULL;
+    float *row = NULL;
+    char *sname = join(module, ".weight_scale"), *zname = join(module, ".weight_zero_point"), *pn = NULL;
+    if (!sname || !zname) {
+        rc = oom(err);
         goto out;
     }
-    long si = ct_st_find(st, sname), zi = ct_st_find(st, zname), gi = ct_st_find(st, gname);
     const ct_qargs *a = &g->weights;
-    /* Without stored parameters they are computed (observer) into these
-     * stand-ins for the tensors a calibrated checkpoint would hold. */
-    ct_st_tensor s_obs = {0}, z_obs = {0};
-    int observed = si < 0;
-    if (observed) {
-        if (zi >= 0 || gi >= 0) {
-            rc = ct_fail(err, CT_EFORMAT, "%s: module '%s' has a zero point or g_idx but no weight_scale",
-                         ct_st_path(st), module);
-            goto out;
-        }
-        uint64_t R0 = (uint64_t)w->shape[0], C0 = (uint64_t)w->shape[1], kk = 1;
-        if (a->strategy == CT_STRAT_GROUP) {
-            if (a->group_size <= 0 || C0 % (uint64_t)a->group_size) {
-                rc = ct_fail(err, CT_EFORMAT, "module '%s': %" PRIu64 " columns are not divisible by group size %"
-                             PRId64, module, C0, a->group_size);
-                goto out;
-            }
-            kk = C0 / (uint64_t)a->group_size;
-        } else if (a->strategy != CT_STRAT_CHANNEL && a->strategy != CT_STRAT_TENSOR) {
-            rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': computing parameters for this strategy is not "
-                         "implemented (tensor, channel and group are)", module);
-            goto out;
-        }
-        s_obs.name = sname;
-        s_obs.dtype = w->dtype;
-        s_obs.ndim = a->strategy == CT_STRAT_TENSOR ? 1 : 2;
-        s_obs.shape[0] = a->strategy == CT_STRAT_TENSOR ? 1 : (int64_t)R0;
-        s_obs.shape[1] = (int64_t)kk;
-        s_obs.numel = a->strategy == CT_STRAT_TENSOR ? 1 : R0 * kk;
-        if (a->symmetric == 0) {
-            z_obs = s_obs;
-            z_obs.name = zname;
-            z_obs.dtype = CT_I8;
-        }
+    if (w->dtype == CT_F64) {
+        rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': quantizing F64 weights is not supported", module);
+        goto out;
     }
-    const ct_st_tensor *s = observed ? &s_obs : ct_st_get(st, (size_t)si),
-                       *z = observed ? (a->symmetric == 0 ? &z_obs : NULL) : zi >= 0 ? ct_st_get(st, (size_t)zi) : NULL,
-                       *gx = gi >= 0 ? ct_st_get(st, (size_t)gi) : NULL;
     if (a->is_float && (a->num_bits != 8 || a->symmetric == 0)) {
-        rc = ct_fail(err, CT_EUNSUPPORTED, "%s: module '%s': only symmetric FP8 float quantization is implemented "
-                     "(not %d-bit%s)", ct_st_path(st), module, a->num_bits, a->symmetric == 0 ? " asymmetric" : "");
+        rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': float quantization is symmetric FP8 (8 bits) here, or "
+                     "nvfp4-pack-quantized for 4 bits (not %d-bit%s)", module, a->num_bits,
+                     a->symmetric == 0 ? " asymmetric" : "");
         goto out;
     }
     int nb = a->num_bits;
     if (nb < 1 || nb > 8) {
-        rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': %d-bit integer codes are not supported", module, nb);
+        rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': %d-bit integer codes are not supported (1..8 are)", module, nb);
         goto out;
     }
-    uint64_t R = (uint64_t)w->shape[0], C = (uint64_t)w->shape[1];
-    uint64_t k = s->ndim >= 2 ? (uint64_t)s->shape[s->ndim - 1] : 1, S0 = k ? s->numel / k : 0;
-    ct_strategy strat = a->strategy;
-    uint64_t gs = C ? C : 1;
-    if (strat == CT_STRAT_GROUP) {
-        gs = a->group_size > 0 ? (uint64_t)a->group_size : (k ? C / k : C);
-        if (!gs || C % gs) {
-            rc = ct_fail(err, CT_EFORMAT, "module '%s': %" PRIu64 " columns are not divisible by group size %" PRIu64,
-                         module, C, gs);
-            goto out;
-        }
-    }
-    int ok = strat == CT_STRAT_TENSOR ? s->numel == 1
-           : strat == CT_STRAT_CHANNEL ? (S0 == R && k == 1)
-           : strat == CT_STRAT_GROUP ? (S0 == R && k == C / gs) : 0;
-    if (!ok || (z && z->numel != s->numel) || (gx && gx->numel != C)) {
-        rc = ct_fail(err, CT_EFORMAT, "module '%s': weight_scale/zero point/g_idx shapes do not fit a %s strategy",
-                     module, strat == CT_STRAT_TENSOR ? "tensor" : strat == CT_STRAT_CHANNEL ? "channel" : "group");
-        goto out;
-    }
-    if (s->dtype != w->dtype && !(s->dtype == CT_F32 || s->dtype == CT_BF16 || s->dtype == CT_F16)) {
-        rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': weight_scale dtype %s", module, ct_dtype_name(s->dtype));
-        goto out;
-    }
-    if ((rc = read_all(st, w, &x, err)))
-        goto out;
-    if (observed) {
-        sb = calloc(1, s->numel * 4 + 8);
-        zb = z ? calloc(1, z->numel + 8) : NULL;
-        if (!sb || (z && !zb)) {
-            rc = ct_fail(err, CT_ENOMEM, "out of memory");
-            goto out;
-        }
-        observe(w->dtype, x, R, C, strat, gs, k, NULL, nb, a->is_float, a->symmetric != 0, sb, (int8_t *)zb);
-    } else if ((rc = read_all(st, s, &sb, err)) || (z && (rc = read_all(st, z, &zb, err)))
-               || (gx && (rc = read_all(st, gx, &gb, err)))) {
-        goto out;
-    }
-    int sym = a->symmetric != 0;
-    const int64_t qmin = -(INT64_C(1) << (nb - 1)), qmax = (INT64_C(1) << (nb - 1)) - 1;
-    ucodes = malloc(R * C * sizeof *ucodes + 8);
-    if (!ucodes) {
-        rc = ct_fail(err, CT_ENOMEM, "out of memory");
-        goto out;
-    }
-    ct_dtype wd = w->dtype;
-    for (uint64_t r = 0; r < R; r++)
-        for (uint64_t c = 0; c < C; c++) {
-            uint64_t gcol = strat == CT_STRAT_GROUP ? (gb ? (uint64_t)ival(gx->dtype, gb, c) : c / gs) : 0;
-            if (gcol >= k) {
-                rc = ct_fail(err, CT_EFORMAT, "module '%s': weight_g_idx[%" PRIu64 "] out of range", module, c);
-                goto out;
-            }
-            uint64_t si2 = strat == CT_STRAT_TENSOR ? 0 : r * k + gcol;
-            float sc = fval(s->dtype, sb, si2);
-            float t = in_dtype(wd, fval(wd, x, r * C + c) / sc);
-            if (zb)
-                t = in_dtype(wd, t + (float)ival(z->dtype, zb, si2));
-            if (a->is_float) {
-                /* clamp to the FP8 range, then round to nearest even E4M3 */
-                t = t < -448.0f ? -448.0f : t > 448.0f ? 448.0f : t;
-                ucodes[r * C + c] = ct_f32_to_f8e4m3(t);
-                continue;
-            }
-            if (t < (float)qmin) t = (float)qmin;
-            if (t > (float)qmax) t = (float)qmax;
-            int64_t q = (int64_t)nearbyintf(t);   /* round half to even (default mode) */
-            ucodes[r * C + c] = (uint32_t)(q - qmin);
-        }
-    int64_t shp[2] = {(int64_t)R, (int64_t)C};
-    char *pn = NULL;
     if (fmt == CT_FMT_PACK && a->is_float) {
         rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': float codes cannot be pack-quantized (use float-quantized)",
                      module);
         goto out;
     }
+    uint64_t R = (uint64_t)w->shape[0], C = (uint64_t)w->shape[1];
+    int sym = a->symmetric != 0, observed = qp->scale.t == NULL;
+    qgeom q;
+    const ct_st_tensor *s = qp->scale.t, *z = qp->zp.t, *gx = qp->gidx.t;
+    ct_st_tensor s_obs = {0}, z_obs = {0};   /* stand-ins for observed parameters */
+    if (observed) {
+        if (z || gx) {
+            rc = ct_fail(err, CT_EFORMAT, "%s: module '%s' has a zero point or g_idx but no weight_scale",
+                         ct_st_path(wr->st), module);
+            goto out;
+        }
+        if ((rc = geometry(module, a, R, C, &q, err)))
+            goto out;
+        s_obs.name = sname;
+        s_obs.dtype = w->dtype;
+        s_obs.ndim = a->strategy == CT_STRAT_TENSOR ? 1 : 2;
+        s_obs.shape[0] = a->strategy == CT_STRAT_TENSOR ? 1 : (int64_t)q.SR;
+        s_obs.shape[1] = (int64_t)q.k;
+        s_obs.numel = q.SR * q.k;
+        s = &s_obs;
+        if (!sym) {
+            z_obs = s_obs;
+            z_obs.name = zname;
+            z_obs.dtype = CT_I8;
+            z = &z_obs;
+        }
+    } else {
+        /* the grid the stored scale's shape implies (group size from it
+         * when the config leaves it out, as upstream's dequantize infers) */
+        ct_qargs b = *a;
+        uint64_t k = s->ndim >= 2 ? (uint64_t)s->shape[s->ndim - 1] : 1;
+        if (b.strategy == CT_STRAT_GROUP && b.group_size <= 0 && k)
+            b.group_size = (int64_t)(C / k);
+        if ((rc = geometry(module, &b, R, C, &q, err)))
+            goto out;
+        uint64_t S0 = s->ndim >= 2 ? (uint64_t)s->shape[0] : 1;
+        if (s->numel != q.SR * q.k || (s->ndim >= 2 && (S0 != q.SR || k != q.k)) || (z && z->numel != s->numel)
+            || (gx && gx->numel != C)) {
+            rc = ct_fail(err, CT_EFORMAT, "module '%s': weight_scale/zero point/g_idx shapes do not fit its %s "
+                         "strategy", module, a->strategy == CT_STRAT_TENSOR ? "tensor" : a->strategy == CT_STRAT_CHANNEL
+                         ? "channel" : a->strategy == CT_STRAT_BLOCK ? "block" : "group");
+            goto out;
+        }
+        if (!(s->dtype == CT_F32 || s->dtype == CT_BF16 || s->dtype == CT_F16)) {
+            rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': weight_scale dtype %s", module, ct_dtype_name(s->dtype));
+            goto out;
+        }
+        if (z && !(z->dtype == CT_I8 || z->dtype == CT_I16 || z->dtype == CT_I32 || z->dtype == CT_I64)) {
+            rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': weight_zero_point dtype %s", module,
+                         ct_dtype_name(z->dtype));
+            goto out;
+        }
+        if (gx && !(gx->dtype == CT_I32 || gx->dtype == CT_I64)) {
+            rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': weight_g_idx dtype %s", module, ct_dtype_name(gx->dtype));
+            goto out;
+        }
+    }
+    if ((rc = read_all(wr->st, w, &x, err)))
+        goto out;
+    if (observed) {
+        sb = calloc(1, s->numel * 4 + 8);
+        zb = z ? calloc(1, z->numel + 8) : NULL;
+        if (!sb || (z && !zb) || observe(w->dtype, x, &q, nb, a->is_float, sym, sb, (int8_t *)zb)) {
+            rc = oom(err);
+            goto out;
+        }
+    } else if ((rc = read_all(qp->scale.st, s, &sb, err)) || (z && (rc = read_all(qp->zp.st, z, &zb, err)))
+               || (gx && (rc = read_all(qp->gidx.st, gx, &gb, err)))) {
+        goto out;
+    }
+    const int64_t qmin = -(INT64_C(1) << (nb - 1)), qmax = (INT64_C(1) << (nb - 1)) - 1;
+    codes = malloc(R * C + 8);
+    row = malloc(C * sizeof *row + 8);
+    if (!codes || !row) {
+        rc = oom(err);
+        goto out;
+    }
+    ct_dtype wd = w->dtype;
+    size_t es = ct_dtype_bits(wd) / 8;
+    /* columns in runs sharing one scale: bw wide, or single columns with g_idx */
+    uint64_t run = gx ? 1 : q.bw;
+    for (uint64_t r = 0; r < R; r++) {
+        load_row(wd, x + r * C * es, C, row);
+        uint8_t *cr = codes + r * C;
+        for (uint64_t c0 = 0; c0 < C; c0 += run) {
+            uint64_t end = c0 + run < C ? c0 + run : C, j = c0 / q.bw;
+            if (gx) {
+                int64_t gi = ival(gx->dtype, gb, c0);
+                if (gi < 0 || (uint64_t)gi >= q.k) {
+                    rc = ct_fail(err, CT_EFORMAT, "module '%s': weight_g_idx[%" PRIu64 "] = %" PRId64 " is out of "
+                                 "range", module, c0, gi);
+                    goto out;
+                }
+                j = (uint64_t)gi;
+            }
+            uint64_t si = (r / q.bh) * q.k + j;
+            const float sc = fval(s->dtype, sb, si), zp = zb ? (float)ival(z->dtype, zb, si) : 0.0f;
+            if (a->is_float) {
+                for (uint64_t c = c0; c < end; c++) {
+                    float t = in_dtype(wd, row[c] / sc);
+                    /* clamp to the FP8 range, then round to nearest even E4M3 */
+                    t = t < -448.0f ? -448.0f : t > 448.0f ? 448.0f : t;
+                    cr[c] = ct_f32_to_f8e4m3(t);
+                }
+            } else {
+                for (uint64_t c = c0; c < end; c++) {
+                    float t = in_dtype(wd, row[c] / sc);
+                    if (zb)
+                        t = in_dtype(wd, t + zp);
+                    t = t < (float)qmin ? (float)qmin : t > (float)qmax ? (float)qmax : t;
+                    cr[c] = (uint8_t)((int64_t)nearbyintf(t) - qmin);   /* round half to even */
+                }
+            }
+        }
+    }
+    int64_t shp[2] = {(int64_t)R, (int64_t)C};
     if (fmt == CT_FMT_PACK) {
         uint64_t W = packed_words(C, nb, layout_b);
-        int64_t pshape[2] = {(int64_t)R, (int64_t)W};
+        int64_t pshape[2] = {(int64_t)R, (int64_t)W}, two[1] = {2};
         out_t *p = (pn = join(module, ".weight_packed")) ? push_data(o, pn, CT_I32, 2, pshape) : NULL;
-        out_t *ws = NULL;
         char *wsn = join(module, ".weight_shape");
-        int64_t one[1] = {2};
-        if (p && wsn)
-            ws = push_data(o, wsn, CT_I64, 1, one);
+        out_t *ws = p && wsn ? push_data(o, wsn, CT_I64, 1, two) : NULL;
         free(wsn);
-        if (!p || !ws) {
-            free(pn);
-            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        if (!ws) {
+            rc = oom(err);
             goto out;
         }
         for (uint64_t r = 0; r < R; r++)
-            pack_row(ucodes + r * C, C, nb, layout_b, (uint32_t *)p->data + r * W);
+            pack_row(codes + r * C, C, nb, layout_b, (uint32_t *)p->data + r * W);
         memcpy(ws->data, shp, 16);
     } else {
-        out_t *q = (pn = join(module, ".weight")) ? push_data(o, pn, a->is_float ? CT_F8_E4M3 : CT_I8, 2, shp) : NULL;
-        if (!q) {
-            free(pn);
-            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        out_t *qo = (pn = join(module, ".weight")) ? push_data(o, pn, a->is_float ? CT_F8_E4M3 : CT_I8, 2, shp) : NULL;
+        if (!qo) {
+            rc = oom(err);
             goto out;
         }
         for (uint64_t i = 0; i < R * C; i++)
-            q->data[i] = a->is_float ? (unsigned char)ucodes[i] : (unsigned char)(int8_t)((int64_t)ucodes[i] + qmin);
+            qo->data[i] = a->is_float ? codes[i] : (unsigned char)(int8_t)((int64_t)codes[i] + qmin);
     }
-    free(pn);
     /* qparams: scale as stored; zero point only when asymmetric (packed
-     * along rows for pack-quantized group/channel); g_idx as stored */
+     * along rows for pack-quantized group/channel/block); g_idx as stored
+     * when activation ordering is on */
     out_t *so = observed ? push_data(o, s->name, s->dtype, s->ndim, s->shape) : push(o, s->name, s->dtype, s->ndim, s->shape);
     if (!so) {
-        rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        rc = oom(err);
         goto out;
     }
     if (observed)
         memcpy(so->data, sb, so->nbytes);
     else
-        so->ref = s;
-    if (!observed)
-        ct_strmap_put(used, s->name, 1);
-    if (z) {
-        if (!observed)
-            ct_strmap_put(used, z->name, 1);
-        if (!sym && fmt == CT_FMT_PACK && strat != CT_STRAT_TENSOR) {
-            uint64_t Wz = packed_words(R, nb, layout_b);
-            int64_t zshape[2] = {(int64_t)Wz, (int64_t)k};
-            out_t *zo = push_data(o, z->name, CT_I32, 2, zshape);
-            uint32_t *col = malloc(R * sizeof *col + 8), *words = calloc(Wz + 2, sizeof *words);
-            if (!zo || !col || !words) {
-                free(col);
-                free(words);
-                rc = ct_fail(err, CT_ENOMEM, "out of memory");
-                goto out;
-            }
-            for (uint64_t j = 0; j < k; j++) {
-                for (uint64_t r = 0; r < R; r++)
-                    col[r] = (uint32_t)(ival(z->dtype, zb, r * k + j) - qmin);
-                memset(words, 0, (Wz + 2) * sizeof *words);
-                pack_row(col, R, nb, layout_b, words);
-                for (uint64_t wz = 0; wz < Wz; wz++)
-                    memcpy(zo->data + (wz * k + j) * 4, &words[wz], 4);
-            }
+        so->ref = s, so->st = qp->scale.st;
+    if (z && !sym && fmt == CT_FMT_PACK && a->strategy != CT_STRAT_TENSOR) {
+        uint64_t ZR = q.SR, Wz = packed_words(ZR, nb, layout_b);
+        int64_t zshape[2] = {(int64_t)Wz, (int64_t)q.k};
+        out_t *zo = push_data(o, z->name, CT_I32, 2, zshape);
+        uint8_t *col = malloc(ZR + 8);
+        uint32_t *words = calloc(Wz + 2, sizeof *words);
+        if (!zo || !col || !words) {
             free(col);
             free(words);
-        } else if (!sym) {
-            out_t *zo = observed ? push_data(o, z->name, z->dtype, z->ndim, z->shape)
-                                 : push(o, z->name, z->dtype, z->ndim, z->shape);
-            if (!zo) {
-                rc = ct_fail(err, CT_ENOMEM, "out of memory");
-                goto out;
-            }
-            if (observed)
-                memcpy(zo->data, zb, zo->nbytes);
-            else
-                zo->ref = z;
+            rc = oom(err);
+            goto out;
         }
+        for (uint64_t j = 0; j < q.k; j++) {
+            for (uint64_t r = 0; r < ZR; r++)
+                col[r] = (uint8_t)(ival(z->dtype, zb, r * q.k + j) - qmin);
+            memset(words, 0, (Wz + 2) * sizeof *words);
+            pack_row(col, ZR, nb, layout_b, words);
+            for (uint64_t wz = 0; wz < Wz; wz++)
+                memcpy(zo->data + (wz * q.k + j) * 4, &words[wz], 4);
+        }
+        free(col);
+        free(words);
+    } else if (z && !sym) {
+        out_t *zo = observed ? push_data(o, z->name, z->dtype, z->ndim, z->shape)
+                             : push(o, z->name, z->dtype, z->ndim, z->shape);
+        if (!zo) {
+            rc = oom(err);
+            goto out;
+        }
+        if (observed)
+            memcpy(zo->data, zb, zo->nbytes);
+        else
+            zo->ref = z, zo->st = qp->zp.st;
     }
-    if (gx) {
-        ct_strmap_put(used, gx->name, 1);
-        if (a->actorder) {
-            out_t *go = push(o, gx->name, gx->dtype, gx->ndim, gx->shape);
-            if (!go) {
-                rc = ct_fail(err, CT_ENOMEM, "out of memory");
-                goto out;
-            }
-            go->ref = gx;
+    if (gx && a->actorder) {
+        out_t *go = push(o, gx->name, gx->dtype, gx->ndim, gx->shape);
+        if (!go) {
+            rc = oom(err);
+            goto out;
         }
+        go->ref = gx, go->st = qp->gidx.st;
     }
 out:
     free(x);
     free(sb);
     free(zb);
     free(gb);
-    free(ucodes);
+    free(codes);
+    free(row);
+    free(pn);
     free(sname);
     free(zname);
-    free(gname);
+    return rc;
+}
+
+/* E2M1 code of a float32 quotient already clamped to [-6, 6]: upstream's
+ * thresholds (ties to the even code), sign from "< 0" (torch.sign, so -0.0
+ * gives code 0 and a negative value rounding to 0 gives code 8). */
+static inline uint8_t fp4_code(float t)
+{
+    float m = fabsf(t);
+    uint8_t i = (uint8_t)((m > 0.25f) + (m >= 0.75f) + (m > 1.25f) + (m >= 1.75f) + (m > 2.5f) + (m >= 3.5f) + (m > 5.0f));
+    return (uint8_t)(i | (t < 0.0f) << 3);
+}
+
+/* absmax of a weight, as upstream's observers see it (weight dtype values) */
+static int weight_absmax(const tref *wr, float *out, ct_err *err)
+{
+    unsigned char *x;
+    int rc = read_all(wr->st, wr->t, &x, err);
+    if (rc)
+        return rc;
+    uint64_t C = (uint64_t)wr->t->shape[1], R = (uint64_t)wr->t->shape[0];
+    size_t es = ct_dtype_bits(wr->t->dtype) / 8;
+    float *row = malloc(C * 4 + 8), m = 0.0f;
+    if (!row) {
+        free(x);
+        return oom(err);
+    }
+    for (uint64_t r = 0; r < R; r++) {
+        load_row(wr->t->dtype, x + r * C * es, C, row);
+        for (uint64_t c = 0; c < C; c++) {
+            float v = fabsf(row[c]);
+            m = v > m ? v : m;
+        }
+    }
+    free(row);
+    free(x);
+    *out = m;
+    return 0;
+}
+
+/* generate_gparam: 448 * 6 / max(absmax, tiny) in the weight dtype, then
+ * float32; NaN or infinity become 1. */
+static float nvfp4_global_scale(ct_dtype wd, float absmax)
+{
+    float tiny = wd == CT_F16 ? 0x1p-14f : 0x1p-126f;
+    float g = in_dtype(wd, 2688.0f / (absmax > tiny ? absmax : tiny));
+    return isfinite(g) ? g : 1.0f;
+}
+
+/* NVFP4 (§2.7): E2M1 codes in nibbles (even column low), FP8 group-of-16
+ * scales and a float32 global scale.  Stored parameters (weight_scale and
+ * weight_global_scale) are used as given; otherwise upstream's observer:
+ * global = generate_gparam(absmax) (shared by fused q/k/v and gate/up
+ * siblings: fused_gscale), per group s = fp8(clamp(global * (amax / 6))),
+ * zero scales replaced by 0.125; codes from x / (s / global) in float32. */
+static int nvfp4_module(const tref *wr, const char *module, const qparams *qp, const ct_qgroup *g, float fused_gscale,
+                        outs *o, ct_err *err)
+{
+    int rc = 0;
+    const ct_st_tensor *w = wr->t;
+    const ct_qargs *a = &g->weights;
+    unsigned char *x = NULL, *sb = NULL, *gsb = NULL;
+    float *row = NULL, *mn = NULL, *mx = NULL;
+    char *n1 = join(module, ".weight_packed"), *n2 = join(module, ".weight_scale"),
+         *n3 = join(module, ".weight_global_scale");
+    uint64_t R = (uint64_t)w->shape[0], C = (uint64_t)w->shape[1];
+    if (!n1 || !n2 || !n3) {
+        rc = oom(err);
+        goto out;
+    }
+    if (a->num_bits != 4 || !a->is_float || a->symmetric == 0 || a->group_size != 16) {
+        rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': nvfp4-pack-quantized needs symmetric 4-bit float weights in "
+                     "groups of 16", module);
+        goto out;
+    }
+    if (w->dtype == CT_F64) {
+        rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': quantizing F64 weights is not supported", module);
+        goto out;
+    }
+    if (C % 16) {
+        rc = ct_fail(err, CT_EFORMAT, "module '%s': %" PRIu64 " columns are not divisible by the NVFP4 group size 16",
+                     module, C);
+        goto out;
+    }
+    uint64_t k = C / 16;
+    const ct_st_tensor *s = qp->scale.t, *gs = qp->gscale.t;
+    if ((s != NULL) != (gs != NULL) || qp->zp.t || qp->gidx.t) {
+        rc = ct_fail(err, CT_EFORMAT, "%s: module '%s': NVFP4 needs both weight_scale and weight_global_scale (and "
+                     "no zero point or g_idx)", ct_st_path(wr->st), module);
+        goto out;
+    }
+    if (s && (s->numel != R * k || gs->numel != 1 || !(is_float(s->dtype) || s->dtype == CT_F8_E4M3)
+              || !is_float(gs->dtype))) {
+        rc = ct_fail(err, CT_EFORMAT, "module '%s': weight_scale must be [%" PRIu64 ", %" PRIu64 "] and "
+                     "weight_global_scale [1], both floating point", module, R, k);
+        goto out;
+    }
+    int64_t pshape[2] = {(int64_t)R, (int64_t)(C / 2)}, sshape[2] = {(int64_t)R, (int64_t)k}, one[1] = {1};
+    out_t *po = push_data(o, n1, CT_U8, 2, pshape), *so = po ? push_data(o, n2, CT_F8_E4M3, 2, sshape) : NULL;
+    out_t *go = so ? (gs ? push(o, n3, gs->dtype, gs->ndim, gs->shape) : push_data(o, n3, CT_F32, 1, one)) : NULL;
+    row = malloc(C * 4 + 8);
+    if (!go || !row) {
+        rc = oom(err);
+        goto out;
+    }
+    if ((rc = read_all(wr->st, w, &x, err)))
+        goto out;
+    ct_dtype wd = w->dtype;
+    size_t es = ct_dtype_bits(wd) / 8;
+    float global;
+    if (s) {
+        if ((rc = read_all(qp->scale.st, s, &sb, err)) || (rc = read_all(qp->gscale.st, gs, &gsb, err)))
+            goto out;
+        global = gs->dtype == CT_F64 ? (float)*(double *)gsb : fval(gs->dtype, gsb, 0);
+        for (uint64_t i = 0; i < R * k; i++)
+            so->data[i] = s->dtype == CT_F8_E4M3 ? sb[i] : ct_f32_to_f8e4m3(fval(s->dtype, sb, i));
+        go->ref = gs, go->st = qp->gscale.st;
+    } else {
+        qgeom q = {R, C, R, k, 1, 16};
+        mn = malloc(R * k * sizeof *mn + 8);
+        mx = malloc(R * k * sizeof *mx + 8);
+        if (!mn || !mx) {
+            rc = oom(err);
+            goto out;
+        }
+        minmax(wd, x, &q, mn, mx, row);
+        if (fused_gscale == fused_gscale) {
+            global = fused_gscale;
+        } else {
+            float am = 0.0f;
+            for (uint64_t j = 0; j < R * k; j++) {
+                float m = fmaxf(-mn[j], mx[j]);
+                am = m > am ? m : am;
+            }
+            global = nvfp4_global_scale(wd, am);
+        }
+        for (uint64_t j = 0; j < R * k; j++) {
+            float amax = fmaxf(-mn[j], mx[j]);
+            float sc = global * in_dtype(wd, amax / 6.0f);
+            sc = sc < -448.0f ? -448.0f : sc > 448.0f ? 448.0f : sc;
+            uint8_t f8 = ct_f32_to_f8e4m3(sc);
+            so->data[j] = (f8 & 0x7f) == 0 ? 0x20 : f8;   /* 0 -> 0.125 (FP8 "eps") */
+        }
+        memcpy(go->data, &global, 4);
+    }
+    for (uint64_t r = 0; r < R; r++) {
+        load_row(wd, x + r * C * es, C, row);
+        unsigned char *pr = po->data + r * (C / 2);
+        for (uint64_t j = 0; j < k; j++) {
+            const float se = ct_f8e4m3_to_f32(so->data[r * k + j]) / global;
+            for (uint64_t c = j * 16; c < j * 16 + 16; c += 2) {
+                float t0 = row[c] / se, t1 = row[c + 1] / se;
+                t0 = t0 < -6.0f ? -6.0f : t0 > 6.0f ? 6.0f : t0;
+                t1 = t1 < -6.0f ? -6.0f : t1 > 6.0f ? 6.0f : t1;
+                pr[c / 2] = (unsigned char)(fp4_code(t0) | fp4_code(t1) << 4);
+            }
+        }
+    }
+out:
+    free(x);
+    free(sb);
+    free(gsb);
+    free(row);
+    free(mn);
+    free(mx);
+    free(n1);
+    free(n2);
+    free(n3);
     return rc;
 }
 
@@ -627,180 +897,545 @@ static int sparse24_module(const ct_st *st, const char *module, const ct_st_tens
     return rc;
 }
 
-struct file_job {
-    const ct_st *st;
-    const outs *o;
-    const ct_st_entry *e;
-    const char *hdr;
-    size_t hl;
-};
+/* ------------------------------------------------------------- pipeline
+ *
+ * plan:  every source shard's header is read; each targeted 2-D float
+ *        `.weight` becomes a module unit (with its stored qparams found in
+ *        any shard), every other tensor a pass-through unit, in source order.
+ * work:  -j threads take module units one at a time, build the outputs in
+ *        memory and park their bytes in an unlinked spill file next to DST;
+ *        so memory stays at a few times one tensor per thread.
+ * emit:  the output files (one per source shard, or --shard-size pieces)
+ *        are laid out as upstream's safetensors writer does and filled from
+ *        the spill file and, for pass-through tensors, the source. */
 
-/* Header, then every tensor in layout order (copied from the source or
- * from memory). */
-static int fill_compressed_file(int fd, const char *label, void *arg, ct_err *err)
+enum { U_PASS = 0, U_QUANT, U_NVFP4, U_SPARSE, U_SPARSE24 };
+
+typedef struct unit {
+    int kind;
+    size_t shard;               /* source shard holding the tensor */
+    tref w;                     /* the weight, or the pass-through tensor */
+    char *module;
+    const ct_qgroup *g;
+    ct_format fmt;
+    qparams qp;
+    float gscale;               /* fused NVFP4 global scale, or NaN */
+} unit;
+
+typedef struct job {
+    const ct_compress_opts *opt;
+    ct_config *cfg;
+    int layout_b;
+    char *qc;                   /* quantization_config JSON for __metadata__ */
+    size_t nsh;
+    char **shard_names;         /* source shard file names (directories) */
+    ct_st **st;
+    unit *u;
+    size_t nu, next;
+    outs out;
+    pthread_mutex_t mu;
+    int spill_fd;
+    uint64_t spill_end;
+    int rc;
+    ct_err err;
+    size_t units_done, units_total;
+    uint64_t bytes_done, bytes_total;
+} job;
+
+static void report(job *j)
 {
-    struct file_job *j = arg;
-    int rc = ct_write_full(fd, j->hdr, j->hl, label, err);
-    for (size_t i = 0; !rc && i < j->o->n; i++) {
-        const out_t *t = &j->o->v[j->e[i].user];
-        if (t->ref) {
-            unsigned char *buf;
-            if (!(rc = read_all(j->st, t->ref, &buf, err))) {
-                rc = ct_write_full(fd, buf, t->nbytes, label, err);
-                free(buf);
-            }
-        } else {
-            rc = ct_write_full(fd, t->data, t->nbytes, label, err);
-        }
-    }
-    return rc;
+    if (j->opt->progress)
+        j->opt->progress(j->opt->progress_ctx, j->units_done, j->units_total, j->bytes_done, j->bytes_total);
 }
 
-static int is_float(ct_dtype d) { return d == CT_F32 || d == CT_BF16 || d == CT_F16 || d == CT_F64; }
-
-int ct_compress_file(const char *src, const char *dst, const char *cj, size_t cl, const char *label, int force,
-                     ct_err *err)
+static int has_suffix(const char *s, const char *suf)
 {
-    int rc;
-    ct_config *cfg = NULL;
-    ct_st *st = NULL;
-    outs o = {0};
-    ct_strmap *used = NULL;
-    char *hdr = NULL, *qc = NULL;
-    struct stat sb;
-    if (!force && lstat(dst, &sb) == 0)
-        return ct_fail(err, CT_EEXIST, "%s: already exists (use --force to replace it)", dst);
-    if ((rc = ct_config_parse(cj, cl, label, &cfg, err)))
-        return rc;
-    if (!cfg) {
-        rc = ct_fail(err, CT_EFORMAT, "%s: holds no compression config", label);
-        goto out;
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && !strcmp(s + a - b, suf);
+}
+
+/* A tensor by name: in shard `pref` first, then in any shard. */
+static tref find_any(const job *j, size_t pref, const char *name)
+{
+    tref r = {0};
+    long i = ct_st_find(j->st[pref], name);
+    if (i >= 0) {
+        r.st = j->st[pref];
+        r.t = ct_st_get(r.st, (size_t)i);
+        return r;
     }
-    if ((rc = ct_st_open(src, &st, err)))
-        goto out;
-    /* Pack in the layout the config's version implies, since readers pick
-     * the layout from it; a config without a version gets this writer's. */
-    int layout_b = cfg->version ? cfg->layout_b : 1;
-    cJSON *qj = cJSON_Parse(cfg->json);
-    if (qj && !cfg->version)
-        cJSON_AddStringToObject(qj, "version", CT_WRITER_VERSION);
-    qc = qj ? cJSON_PrintUnformatted(qj) : NULL;
-    cJSON_Delete(qj);
-    if (!qc || !(used = ct_strmap_new(ct_st_count(st)))) {
-        rc = ct_fail(err, CT_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (size_t i = 0; i < ct_st_count(st) && !rc; i++) {
-        const ct_st_tensor *t = ct_st_get(st, i);
-        size_t len = strlen(t->name);
-        if (len <= 7 || strcmp(t->name + len - 7, ".weight") || t->ndim != 2 || !is_float(t->dtype))
-            continue;
-        char *module = strndup(t->name, len - 7);
-        if (!module) {
-            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+    for (size_t s = 0; s < j->nsh; s++)
+        if (s != pref && (i = ct_st_find(j->st[s], name)) >= 0) {
+            r.st = j->st[s];
+            r.t = ct_st_get(r.st, (size_t)i);
             break;
         }
-        const ct_qgroup *g = ct_config_group_for(cfg, module);
-        ct_format fmt = g && g->format ? g->format : cfg->format;
-        int sparse = 0;
-        if (cfg->has_sparsity && (cfg->sparse_format == CT_FMT_SPARSE_BITMASK || cfg->sparse_format == CT_FMT_SPARSE_24)) {
-            int ign = 0, tgt = cfg->sparse_targets_null;
-            for (size_t j = 0; j < cfg->n_sparse_ignore; j++)
-                ign |= ct_target_match(cfg->sparse_ignore[j], module, 0) == 1;
-            for (size_t j = 0; j < cfg->n_sparse_targets; j++)
-                tgt |= ct_target_match(cfg->sparse_targets[j], module, 1) == 1;
-            sparse = tgt && !ign;
-        } else if (cfg->has_sparsity) {
-            rc = ct_fail(err, CT_EUNSUPPORTED, "writing %s is not implemented yet", ct_format_name(cfg->sparse_format));
-        }
-        if (!rc && g && g->has_weights) {
-            if (fmt != CT_FMT_PACK && fmt != CT_FMT_INT && fmt != CT_FMT_NAIVE && fmt != CT_FMT_FLOAT)
-                rc = ct_fail(err, CT_EUNSUPPORTED, "writing %s is not implemented yet", ct_format_name(fmt));
-            else
-                rc = quantize_module(st, module, t, g, fmt, layout_b, &o, used, err);
-            ct_strmap_put(used, t->name, 1);
-        } else if (!rc && sparse) {
-            rc = cfg->sparse_format == CT_FMT_SPARSE_24 ? sparse24_module(st, module, t, &o, err)
-                                                         : sparse_module(st, module, t, &o, err);
-            ct_strmap_put(used, t->name, 1);
-        }
-        free(module);
-    }
-    if (rc)
-        goto out;
-    /* everything else passes through */
-    for (size_t i = 0; i < ct_st_count(st); i++) {
-        const ct_st_tensor *t = ct_st_get(st, i);
-        if (ct_strmap_get(used, t->name, NULL))
+    return r;
+}
+
+static size_t shard_of(const job *j, const ct_st *st)
+{
+    for (size_t s = 0; s < j->nsh; s++)
+        if (j->st[s] == st)
+            return s;
+    return 0;
+}
+
+/* Sibling groups whose NVFP4 global scale upstream (llm-compressor) fuses,
+ * because vLLM loads them as one fused layer. */
+static const char *const fused_sets[][4] = {
+    {"gate_proj", "up_proj", NULL}, {"q_proj", "k_proj", "v_proj", NULL},
+    {"q_a_proj", "kv_a_proj_with_mqa", NULL}, {"w1", "w3", NULL},
+};
+
+/* Fused global scales: for each complete sibling set of observed NVFP4
+ * modules, one scale from the largest magnitude over the set. */
+static int fuse_global_scales(job *j, ct_strmap *by_module, ct_err *err)
+{
+    for (size_t i = 0; i < j->nu; i++) {
+        unit *u = &j->u[i];
+        if (u->kind != U_NVFP4 || u->qp.scale.t || u->gscale == u->gscale)
             continue;
-        out_t *p = push(&o, t->name, t->dtype, t->ndim, t->shape);
-        if (!p) {
-            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        const char *dot = strrchr(u->module, '.'), *leaf = dot ? dot + 1 : u->module;
+        size_t plen = (size_t)(leaf - u->module);
+        for (size_t f = 0; f < sizeof fused_sets / sizeof fused_sets[0]; f++) {
+            size_t members[4], n = 0, hit = 0;
+            for (size_t m = 0; fused_sets[f][m]; m++)
+                hit |= !strcmp(fused_sets[f][m], leaf);
+            if (!hit)
+                continue;
+            int complete = 1;
+            for (size_t m = 0; fused_sets[f][m] && complete; m++) {
+                size_t ll = strlen(fused_sets[f][m]), ui;
+                char *name = malloc(plen + ll + 1);
+                if (!name)
+                    return oom(err);
+                memcpy(name, u->module, plen);
+                memcpy(name + plen, fused_sets[f][m], ll + 1);
+                complete = ct_strmap_get(by_module, name, &ui) && j->u[ui].kind == U_NVFP4 && !j->u[ui].qp.scale.t;
+                if (complete)
+                    members[n++] = ui;
+                free(name);
+            }
+            if (!complete)
+                break;
+            float am = 0.0f;
+            for (size_t m = 0; m < n; m++) {
+                float v = 0.0f;
+                int rc = weight_absmax(&j->u[members[m]].w, &v, err);
+                if (rc)
+                    return rc;
+                am = v > am ? v : am;
+            }
+            float g = nvfp4_global_scale(u->w.t->dtype, am);
+            for (size_t m = 0; m < n; m++)
+                j->u[members[m]].gscale = g;
+            break;
+        }
+    }
+    return 0;
+}
+
+static int plan(job *j, ct_err *err)
+{
+    int rc = 0;
+    ct_config *cfg = j->cfg;
+    ct_strmap **used = calloc(j->nsh, sizeof *used), *by_module = NULL;
+    size_t total = 0;
+    for (size_t s = 0; s < j->nsh; s++)
+        total += ct_st_count(j->st[s]);
+    if (!used || !(j->u = calloc(total + 1, sizeof *j->u)) || !(by_module = ct_strmap_new(total + 1))) {
+        rc = oom(err);
+        goto out;
+    }
+    for (size_t s = 0; s < j->nsh; s++)
+        if (!(used[s] = ct_strmap_new(ct_st_count(j->st[s]) + 1))) {
+            rc = oom(err);
             goto out;
         }
-        p->ref = t;
-    }
-    /* reference layout; metadata describes the file */
-    ct_st_entry *e = calloc(o.n + 1, sizeof *e);
-    if (!e) {
-        rc = ct_fail(err, CT_ENOMEM, "out of memory");
+    /* modules first (they claim their qparams, wherever those sit) */
+    size_t nmod = 0;
+    for (size_t s = 0; s < j->nsh && !rc; s++)
+        for (size_t i = 0; i < ct_st_count(j->st[s]) && !rc; i++) {
+            const ct_st_tensor *t = ct_st_get(j->st[s], i);
+            size_t len = strlen(t->name);
+            if (!has_suffix(t->name, ".weight") || len == 7 || t->ndim != 2 || !is_float(t->dtype))
+                continue;
+            char *module = strndup(t->name, len - 7);
+            if (!module) {
+                rc = oom(err);
+                break;
+            }
+            const ct_qgroup *g = ct_config_group_for(cfg, module);
+            ct_format fmt = g && g->format ? g->format : cfg->format;
+            int sparse = 0, kind = U_PASS;
+            if (cfg->has_sparsity && (cfg->sparse_format == CT_FMT_SPARSE_BITMASK || cfg->sparse_format == CT_FMT_SPARSE_24)) {
+                int ign = 0, tgt = cfg->sparse_targets_null;
+                for (size_t k = 0; k < cfg->n_sparse_ignore; k++)
+                    ign |= ct_target_match(cfg->sparse_ignore[k], module, 0) == 1;
+                for (size_t k = 0; k < cfg->n_sparse_targets; k++)
+                    tgt |= ct_target_match(cfg->sparse_targets[k], module, 1) == 1;
+                sparse = tgt && !ign;
+            } else if (cfg->has_sparsity) {
+                rc = ct_fail(err, CT_EUNSUPPORTED, "writing %s is not supported (sparse-bitmask and "
+                             "sparse-24-bitmask are)", ct_format_name(cfg->sparse_format));
+            }
+            if (!rc && g && g->has_weights) {
+                if (fmt == CT_FMT_NVFP4)
+                    kind = U_NVFP4;
+                else if (fmt == CT_FMT_PACK || fmt == CT_FMT_INT || fmt == CT_FMT_NAIVE || fmt == CT_FMT_FLOAT)
+                    kind = U_QUANT;
+                else
+                    rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': writing %s is not supported", module,
+                                 ct_format_name(fmt));
+            } else if (!rc && sparse) {
+                kind = cfg->sparse_format == CT_FMT_SPARSE_24 ? U_SPARSE24 : U_SPARSE;
+            }
+            if (rc || kind == U_PASS) {
+                free(module);
+                continue;
+            }
+            unit *u = &j->u[j->nu++];
+            u->kind = kind;
+            u->shard = s;
+            u->w.st = j->st[s];
+            u->w.t = t;
+            u->module = module;
+            u->g = g;
+            u->fmt = fmt;
+            u->gscale = NAN;
+            ct_strmap_put(used[s], t->name, 1);
+            ct_strmap_put(by_module, module, j->nu - 1);
+            nmod++;
+            if (kind != U_QUANT && kind != U_NVFP4)
+                continue;
+            static const char *const pn[4] = {".weight_scale", ".weight_zero_point", ".weight_g_idx",
+                                              ".weight_global_scale"};
+            tref *slot[4] = {&u->qp.scale, &u->qp.zp, &u->qp.gidx, &u->qp.gscale};
+            for (int p = 0; p < 4 && !rc; p++) {
+                char *n = join(module, pn[p]);
+                if (!n) {
+                    rc = oom(err);
+                    break;
+                }
+                *slot[p] = find_any(j, s, n);
+                if (slot[p]->t)
+                    ct_strmap_put(used[shard_of(j, slot[p]->st)], slot[p]->t->name, 1);
+                free(n);
+            }
+            if (!rc && g->input_param) {
+                /* static activation scales come from calibration: the
+                 * source must hold them (they pass through) */
+                char *n = join(module, ".");
+                char *n2 = n ? join(n, g->input_param) : NULL;
+                if (!n2)
+                    rc = oom(err);
+                else if (!find_any(j, s, n2).t)
+                    rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': the scheme's static activation quantization "
+                                 "needs a calibrated '%s', which the source does not hold (calibration needs data; "
+                                 "use a scheme with dynamic activations, e.g. FP8_DYNAMIC or NVFP4A16)", module, n2);
+                free(n);
+                free(n2);
+            }
+        }
+    if (rc)
         goto out;
-    }
-    for (size_t i = 0; i < o.n; i++) {
-        e[i].name = o.v[i].name;
-        e[i].dtype = o.v[i].dtype;
-        e[i].ndim = o.v[i].ndim;
-        memcpy(e[i].shape, o.v[i].shape, sizeof e[i].shape);
-        e[i].nbytes = o.v[i].nbytes;
-        e[i].user = i;
-    }
-    const char *mk[2] = {"format", "quantization_config"}, *mv[2] = {"pt", qc};
-    size_t hl;
-    rc = ct_st_layout(e, o.n, mk, mv, 2, &hdr, &hl, err);
-    if (!rc) {
-        struct file_job job = {st, &o, e, hdr, hl};
-        rc = ct_write_file_atomic(dst, fill_compressed_file, &job, err);
-    }
-    free(e);
+    /* then everything else, in source order */
+    for (size_t s = 0; s < j->nsh; s++)
+        for (size_t i = 0; i < ct_st_count(j->st[s]); i++) {
+            const ct_st_tensor *t = ct_st_get(j->st[s], i);
+            if (ct_strmap_get(used[s], t->name, NULL))
+                continue;
+            unit *u = &j->u[j->nu++];
+            u->kind = U_PASS;
+            u->shard = s;
+            u->w.st = j->st[s];
+            u->w.t = t;
+            u->gscale = NAN;
+        }
+    j->units_total = j->nu;
+    for (size_t i = 0; i < j->nu; i++)
+        j->bytes_total += j->u[i].w.t->end - j->u[i].w.t->begin;
+    rc = fuse_global_scales(j, by_module, err);
 out:
-    for (size_t i = 0; i < o.n; i++) {
-        free(o.v[i].name);
-        free(o.v[i].data);
-    }
-    free(o.v);
-    free(hdr);
-    free(qc);
-    ct_strmap_free(used);
-    ct_st_close(st);
-    ct_config_free(cfg);
+    for (size_t s = 0; used && s < j->nsh; s++)
+        ct_strmap_free(used[s]);
+    free(used);
+    ct_strmap_free(by_module);
     return rc;
 }
 
-/* The quantization_config object mkct writes (the config, with a version). */
-static cJSON *target_qc(const char *cj, size_t cl, const char *label, ct_err *err)
+static int run_unit(const job *j, const unit *u, outs *o, ct_err *err)
 {
-    ct_config *cfg = NULL;
-    int rc = ct_config_parse(cj, cl, label, &cfg, err);
-    if (rc)
-        return NULL;
-    if (!cfg) {
-        ct_fail(err, CT_EFORMAT, "%s: holds no compression config", label);
-        return NULL;
+    switch (u->kind) {
+    case U_QUANT: return quantize_module(&u->w, u->module, &u->qp, u->g, u->fmt, j->layout_b, o, err);
+    case U_NVFP4: return nvfp4_module(&u->w, u->module, &u->qp, u->g, u->gscale, o, err);
+    case U_SPARSE: return sparse_module(u->w.st, u->module, u->w.t, o, err);
+    case U_SPARSE24: return sparse24_module(u->w.st, u->module, u->w.t, o, err);
+    default: return 0;
     }
-    cJSON *qj = cJSON_Parse(cfg->json);
-    if (qj && !cfg->version)
-        cJSON_AddStringToObject(qj, "version", CT_WRITER_VERSION);
-    ct_config_free(cfg);
-    if (!qj)
-        ct_fail(err, CT_ENOMEM, "out of memory");
-    return qj;
+}
+
+static void free_outs(outs *o)
+{
+    for (size_t i = 0; i < o->n; i++) {
+        free(o->v[i].name);
+        free(o->v[i].data);
+    }
+    free(o->v);
+    memset(o, 0, sizeof *o);
+}
+
+static int pwrite_full(int fd, const void *buf, uint64_t len, uint64_t off, ct_err *err)
+{
+    const char *p = buf;
+    while (len) {
+        ssize_t w = pwrite(fd, p, len > (1u << 30) ? (1u << 30) : (size_t)len, (off_t)off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return ct_fail(err, CT_EIO, "writing the temporary spill file: %s", w < 0 ? strerror(errno) : "short write");
+        p += w;
+        off += (uint64_t)w;
+        len -= (uint64_t)w;
+    }
+    return 0;
+}
+
+static void *worker(void *arg)
+{
+    job *j = arg;
+    for (;;) {
+        pthread_mutex_lock(&j->mu);
+        while (j->next < j->nu && j->u[j->next].kind == U_PASS)
+            j->next++;
+        if (j->rc || j->next >= j->nu) {
+            pthread_mutex_unlock(&j->mu);
+            return NULL;
+        }
+        size_t ui = j->next++;
+        pthread_mutex_unlock(&j->mu);
+        const unit *u = &j->u[ui];
+        outs o = {0};
+        ct_err e = {0};
+        int rc = run_unit(j, u, &o, &e);
+        for (size_t i = 0; !rc && i < o.n; i++) {
+            out_t *t = &o.v[i];
+            t->unit = ui;
+            if (!t->data)
+                continue;
+            pthread_mutex_lock(&j->mu);
+            t->spill_off = j->spill_end;
+            j->spill_end += (t->nbytes + 7) & ~(uint64_t)7;
+            pthread_mutex_unlock(&j->mu);
+            rc = pwrite_full(j->spill_fd, t->data, t->nbytes, t->spill_off, &e);
+            free(t->data);
+            t->data = NULL;
+        }
+        pthread_mutex_lock(&j->mu);
+        if (rc && !j->rc) {
+            j->rc = rc;
+            j->err = e;
+        }
+        for (size_t i = 0; !rc && i < o.n; i++) {
+            if (j->out.n == j->out.cap) {
+                size_t cap = j->out.cap ? 2 * j->out.cap : 64;
+                out_t *v = realloc(j->out.v, cap * sizeof *v);
+                if (!v) {
+                    rc = j->rc = ct_fail(&j->err, CT_ENOMEM, "out of memory");
+                    break;
+                }
+                j->out.v = v;
+                j->out.cap = cap;
+            }
+            j->out.v[j->out.n++] = o.v[i];
+            o.v[i].name = NULL;
+        }
+        j->units_done++;
+        j->bytes_done += u->w.t->end - u->w.t->begin;
+        report(j);
+        pthread_mutex_unlock(&j->mu);
+        free_outs(&o);
+    }
+}
+
+/* An unlinked temporary file in dst's directory (same filesystem, and not
+ * /tmp, which may be a small tmpfs). */
+static int open_spill(const char *dst, ct_err *err)
+{
+    char *dir = strdup(dst);
+    if (!dir)
+        return -oom(err);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash == dir ? (void)(slash[1] = 0) : (void)(*slash = 0);
+    else
+        strcpy(dir, ".");
+    int fd = -1;
+#ifdef O_TMPFILE
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+#endif
+    if (fd < 0) {
+        char *tmpl = ct_path_join(dir, ".mkct-spill-XXXXXX");
+        if (tmpl && (fd = mkstemp(tmpl)) >= 0)
+            unlink(tmpl);
+        free(tmpl);
+    }
+    if (fd < 0)
+        ct_fail(err, CT_EIO, "%s: cannot create a temporary file: %s", dir, strerror(errno));
+    free(dir);
+    return fd;
+}
+
+/* Copy len bytes from fd at off (or from a source tensor) into out. */
+static int copy_out(int out, const job *j, const out_t *t, const char *label, ct_err *err)
+{
+    size_t chunk = 8u << 20;
+    unsigned char *buf = malloc(chunk);
+    if (!buf)
+        return oom(err);
+    int rc = 0;
+    for (uint64_t done = 0; !rc && done < t->nbytes;) {
+        size_t n = t->nbytes - done < chunk ? (size_t)(t->nbytes - done) : chunk;
+        rc = t->ref ? ct_st_pread(t->st, t->ref, done, n, buf, err)
+                    : ct_pread_full(j->spill_fd, buf, n, t->spill_off + done, "temporary spill file", err);
+        if (!rc)
+            rc = ct_write_full(out, buf, n, label, err);
+        done += n;
+    }
+    free(buf);
+    return rc;
+}
+
+/* One output file: its tensors (indices into j->out) laid out as upstream
+ * writes them, with {"format": "pt", "quantization_config": ...}. */
+typedef struct ofile {
+    char *name;                 /* file name inside the output directory */
+    size_t *idx, n;
+    uint64_t bytes;
+} ofile;
+
+struct emit_arg {
+    const job *j;
+    const ofile *f;
+};
+
+static int fill_ofile(int fd, const char *label, void *arg, ct_err *err)
+{
+    const struct emit_arg *ea = arg;
+    const job *j = ea->j;
+    const ofile *f = ea->f;
+    ct_st_entry *e = calloc(f->n + 1, sizeof *e);
+    char *hdr = NULL;
+    size_t hl;
+    if (!e)
+        return oom(err);
+    for (size_t i = 0; i < f->n; i++) {
+        const out_t *t = &j->out.v[f->idx[i]];
+        e[i].name = t->name;
+        e[i].dtype = t->dtype;
+        e[i].ndim = t->ndim;
+        memcpy(e[i].shape, t->shape, sizeof e[i].shape);
+        e[i].nbytes = t->nbytes;
+        e[i].user = f->idx[i];
+    }
+    const char *mk[2] = {"format", "quantization_config"}, *mv[2] = {"pt", j->qc};
+    int rc = ct_st_layout(e, f->n, mk, mv, 2, &hdr, &hl, err);
+    if (!rc)
+        rc = ct_write_full(fd, hdr, hl, label, err);
+    for (size_t i = 0; !rc && i < f->n; i++)
+        rc = copy_out(fd, j, &j->out.v[e[i].user], label, err);
+    free(hdr);
+    free(e);
+    return rc;
+}
+
+static int cmp_out(const void *a, const void *b, void *arg)
+{
+    const job *j = arg;
+    const out_t *x = &j->out.v[*(const size_t *)a], *y = &j->out.v[*(const size_t *)b];
+    if (x->unit != y->unit)
+        return x->unit < y->unit ? -1 : 1;
+    return strcmp(x->name, y->name);
+}
+
+/* Output files: one per source shard (named as the source's), or, with a
+ * shard size, consecutive units (source order, a module's tensors kept
+ * together) filling files of at most that size (a bigger unit gets a file
+ * of its own), named model-0000i-of-0000n.safetensors as transformers
+ * does, or model.safetensors when one suffices. */
+static int split_files(job *j, const char *single_name, ofile **out, size_t *nout, ct_err *err)
+{
+    size_t n = j->out.n, *order = malloc((n + 1) * sizeof *order), nf = 0;
+    ofile *f = calloc((j->opt->shard_size ? n : j->nsh) + 1, sizeof *f);
+    if (!order || !f) {
+        free(order);
+        free(f);
+        return oom(err);
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    qsort_r(order, n, sizeof *order, cmp_out, j);
+    int rc = 0;
+    if (!j->opt->shard_size) {
+        nf = j->nsh;
+        for (size_t s = 0; s < nf; s++)
+            if (!(f[s].idx = malloc((n + 1) * sizeof *f[s].idx))
+                || !(f[s].name = strdup(single_name ? single_name : j->shard_names[s])))
+                rc = oom(err);
+        for (size_t i = 0; !rc && i < n; i++) {
+            ofile *o = &f[j->u[j->out.v[order[i]].unit].shard];
+            o->idx[o->n++] = order[i];
+            o->bytes += j->out.v[order[i]].nbytes;
+        }
+    } else {
+        for (size_t i = 0; i < n && !rc;) {
+            size_t e = i;
+            uint64_t ub = 0;
+            while (e < n && j->out.v[order[e]].unit == j->out.v[order[i]].unit)
+                ub += j->out.v[order[e++]].nbytes;
+            if (!nf || (f[nf - 1].n && f[nf - 1].bytes + ub > j->opt->shard_size)) {
+                if (!(f[nf].idx = malloc((n + 1) * sizeof *f[nf].idx))) {
+                    rc = oom(err);
+                    break;
+                }
+                nf++;
+            }
+            for (; i < e; i++) {
+                f[nf - 1].idx[f[nf - 1].n++] = order[i];
+                f[nf - 1].bytes += j->out.v[order[i]].nbytes;
+            }
+        }
+        for (size_t s = 0; !rc && s < nf; s++) {
+            char name[64];
+            if (nf == 1)
+                snprintf(name, sizeof name, "model.safetensors");
+            else
+                snprintf(name, sizeof name, "model-%05zu-of-%05zu.safetensors", s + 1, nf);
+            if (!(f[s].name = strdup(name)))
+                rc = oom(err);
+        }
+    }
+    free(order);
+    *out = f;
+    *nout = nf;
+    return rc;
+}
+
+static void free_ofiles(ofile *f, size_t n)
+{
+    for (size_t i = 0; f && i < n; i++) {
+        free(f[i].name);
+        free(f[i].idx);
+    }
+    free(f);
 }
 
 static int write_text(const char *dir, const char *name, const char *text, size_t len, ct_err *err)
 {
     char *p = ct_path_join(dir, name);
     if (!p)
-        return ct_fail(err, CT_ENOMEM, "out of memory");
+        return oom(err);
     int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644), rc;
     rc = fd < 0 ? ct_fail(err, CT_EIO, "%s: %s", p, strerror(errno)) : ct_write_full(fd, text, len, p, err);
     if (fd >= 0 && close(fd) != 0 && !rc)
@@ -809,79 +1444,63 @@ static int write_text(const char *dir, const char *name, const char *text, size_
     return rc;
 }
 
-static int compress_dir_into(const char *src, const char *tmp, const char *cj, size_t cl, const char *label,
-                             ct_err *err)
+/* The pieces a directory output needs besides the shards. */
+struct dir_out {
+    job *j;
+    const char *src;            /* source directory, or NULL for a file source */
+    int src_had_index;
+    cJSON *qj;                  /* quantization_config object */
+};
+
+static int emit_dir(const char *tmp, void *arg, ct_err *err)
 {
-    int rc = 0;
-    char *ixp = ct_path_join(src, "model.safetensors.index.json"), *text = NULL;
-    cJSON *index = NULL, *qj = NULL, *cfgj = NULL, *out_index = NULL;
-    char **shards = NULL;
-    size_t nsh = 0;
-    struct stat sb;
-    if (!ixp) {
-        rc = ct_fail(err, CT_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (stat(ixp, &sb) == 0) {
-        size_t len;
-        if ((rc = ct_read_file(ixp, 256u << 20, &text, &len, err)))
-            goto out;
-        index = cJSON_ParseWithLength(text, len);
-        const cJSON *wm = index ? cJSON_GetObjectItemCaseSensitive(index, "weight_map") : NULL, *e;
-        if (!wm || !cJSON_IsObject(wm)) {
-            rc = ct_fail(err, CT_EFORMAT, "%s: not JSON with a \"weight_map\" object", ixp);
-            goto out;
-        }
-        shards = calloc((size_t)cJSON_GetArraySize(wm) + 1, sizeof *shards);
-        cJSON_ArrayForEach(e, wm) {
-            if (!cJSON_IsString(e) || strchr(e->valuestring, '/') || e->valuestring[0] == '.') {
-                rc = ct_fail(err, CT_EFORMAT, "%s: bad shard name for '%s'", ixp, e->string);
-                goto out;
-            }
-            size_t k;
-            for (k = 0; k < nsh && strcmp(shards[k], e->valuestring); k++)
-                ;
-            if (k == nsh)
-                shards[nsh++] = e->valuestring;
-        }
-    } else {
-        shards = calloc(2, sizeof *shards);
-        shards[nsh++] = "model.safetensors";
-    }
-    out_index = cJSON_CreateObject();
-    cJSON *meta = cJSON_AddObjectToObject(out_index, "metadata"), *owm = cJSON_AddObjectToObject(out_index, "weight_map");
-    uint64_t total = 0;
-    for (size_t i = 0; i < nsh && !rc; i++) {
-        char *from = ct_path_join(src, shards[i]), *to = ct_path_join(tmp, shards[i]);
-        rc = from && to ? ct_compress_file(from, to, cj, cl, label, 0, err) : ct_fail(err, CT_ENOMEM, "out of memory");
-        ct_st *st = NULL;
-        if (!rc && !(rc = ct_st_open(to, &st, err))) {
-            for (size_t t = 0; t < ct_st_count(st); t++) {
-                const ct_st_tensor *x = ct_st_get(st, t);
-                total += x->end - x->begin;
-                cJSON_AddStringToObject(owm, x->name, shards[i]);
-            }
-            ct_st_close(st);
-        }
-        free(from);
-        free(to);
-    }
-    if (rc)
-        goto out;
+    struct dir_out *d = arg;
+    job *j = d->j;
+    ofile *f = NULL;
+    size_t nf = 0;
+    int rc = split_files(j, NULL, &f, &nf, err);
+    cJSON *index = NULL, *cfgj = NULL;
     ct_buf b = {0};
-    if (index) {
+    struct stat sb;
+    for (size_t i = 0; !rc && i < nf; i++) {
+        char *p = ct_path_join(tmp, f[i].name);
+        int fd = p ? open(p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644) : -1;
+        struct emit_arg ea = {j, &f[i]};
+        rc = !p ? oom(err) : fd < 0 ? ct_fail(err, CT_EIO, "%s: %s", p, strerror(errno)) : fill_ofile(fd, p, &ea, err);
+        if (fd >= 0 && close(fd) != 0 && !rc)
+            rc = ct_fail(err, CT_EIO, "%s: %s", p, strerror(errno));
+        free(p);
+        if (!rc) {
+            pthread_mutex_lock(&j->mu);
+            for (size_t k = 0; k < f[i].n; k++)
+                if (j->u[j->out.v[f[i].idx[k]].unit].kind == U_PASS) {
+                    j->units_done++;
+                    j->bytes_done += j->out.v[f[i].idx[k]].nbytes;
+                }
+            report(j);
+            pthread_mutex_unlock(&j->mu);
+        }
+    }
+    /* the index, as transformers writes it (sorted keys, indent 2) */
+    if (!rc && (d->src_had_index || nf > 1)) {
+        uint64_t total = 0;
+        index = cJSON_CreateObject();
+        cJSON *meta = cJSON_AddObjectToObject(index, "metadata"), *wm = cJSON_AddObjectToObject(index, "weight_map");
+        for (size_t i = 0; i < nf; i++)
+            for (size_t k = 0; k < f[i].n; k++) {
+                cJSON_AddStringToObject(wm, j->out.v[f[i].idx[k]].name, f[i].name);
+                total += j->out.v[f[i].idx[k]].nbytes;
+            }
         cJSON_AddNumberToObject(meta, "total_size", (double)total);
-        if (ct_pyjson_write(&b, out_index, 1) || ct_buf_putc(&b, '\n'))
-            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        if (ct_pyjson_write(&b, index, 1) || ct_buf_putc(&b, '\n'))
+            rc = oom(err);
         if (!rc)
             rc = write_text(tmp, "model.safetensors.index.json", b.data, b.len, err);
         ct_buf_free(&b);
     }
     /* config.json: the source's, with the compression config */
-    if (!rc && !(qj = target_qc(cj, cl, label, err)))
-        rc = err ? err->code : CT_EFORMAT;
     if (!rc) {
-        char *cp = ct_path_join(src, "config.json"), *ct = NULL;
+        char *cp = d->src ? ct_path_join(d->src, "config.json") : NULL, *ct = NULL;
         size_t len;
         if (cp && stat(cp, &sb) == 0 && !(rc = ct_read_file(cp, 64u << 20, &ct, &len, err))) {
             cfgj = cJSON_ParseWithLength(ct, len);
@@ -895,70 +1514,230 @@ static int compress_dir_into(const char *src, const char *tmp, const char *cj, s
         if (!rc) {
             cJSON_DeleteItemFromObjectCaseSensitive(cfgj, "quantization_config");
             cJSON_DeleteItemFromObjectCaseSensitive(cfgj, "compression_config");
-            cJSON_AddItemToObject(cfgj, "quantization_config", qj);
-            qj = NULL;
+            cJSON_AddItemToObject(cfgj, "quantization_config", cJSON_Duplicate(d->qj, 1));
             if (ct_pyjson_write(&b, cfgj, 1) || ct_buf_putc(&b, '\n'))
-                rc = ct_fail(err, CT_ENOMEM, "out of memory");
+                rc = oom(err);
             if (!rc)
                 rc = write_text(tmp, "config.json", b.data, b.len, err);
             ct_buf_free(&b);
         }
     }
-    /* everything else as is */
-    DIR *d = rc ? NULL : opendir(src);
+    /* every other regular file as is */
+    DIR *dd = rc || !d->src ? NULL : opendir(d->src);
     struct dirent *de;
-    while (!rc && d && (de = readdir(d))) {
+    while (!rc && dd && (de = readdir(dd))) {
         const char *n = de->d_name;
         int skip = n[0] == '.' || !strcmp(n, "config.json") || !strcmp(n, "model.safetensors.index.json");
-        for (size_t i = 0; i < nsh && !skip; i++)
-            skip = !strcmp(n, shards[i]);
+        for (size_t i = 0; i < j->nsh && !skip; i++)
+            skip = !strcmp(n, j->shard_names[i]);
+        for (size_t i = 0; i < nf && !skip; i++)
+            skip = !strcmp(n, f[i].name);
         if (skip)
             continue;
-        char *from = ct_path_join(src, n), *to = ct_path_join(tmp, n);
+        char *from = ct_path_join(d->src, n), *to = ct_path_join(tmp, n);
         if (from && to && stat(from, &sb) == 0 && S_ISREG(sb.st_mode))
             rc = ct_copy_file(from, to, err);
         free(from);
         free(to);
     }
-    if (d)
-        closedir(d);
-out:
-    free(ixp);
-    free(text);
-    free(shards);
+    if (dd)
+        closedir(dd);
     cJSON_Delete(index);
-    cJSON_Delete(qj);
     cJSON_Delete(cfgj);
-    cJSON_Delete(out_index);
+    free_ofiles(f, nf);
     return rc;
 }
 
-struct dir_job {
-    const char *src, *cj;
-    size_t cl;
-    const char *label;
-};
-
-static int fill_compressed_dir(const char *tmpdir, void *arg, ct_err *err)
+static int emit_file(int fd, const char *label, void *arg, ct_err *err)
 {
-    struct dir_job *j = arg;
-    return compress_dir_into(j->src, tmpdir, j->cj, j->cl, j->label, err);
+    job *j = arg;
+    ofile *f = NULL;
+    size_t nf = 0;
+    int rc = split_files(j, "x", &f, &nf, err);
+    if (!rc) {
+        struct emit_arg ea = {j, &f[0]};
+        rc = fill_ofile(fd, label, &ea, err);
+    }
+    if (!rc) {
+        j->units_done = j->units_total;
+        j->bytes_done = j->bytes_total;
+        report(j);
+    }
+    free_ofiles(f, nf);
+    return rc;
 }
 
-int ct_compress_dir(const char *src, const char *dst, const char *cj, size_t cl, const char *label, int force,
-                    ct_err *err)
+/* Source shards: a file, a directory's model.safetensors, or the shards
+ * its model.safetensors.index.json names. */
+static int open_sources(job *j, const char *src, int is_dir, int *had_index, ct_err *err)
 {
+    int rc = 0;
+    char *text = NULL;
+    cJSON *index = NULL;
+    *had_index = 0;
+    if (!is_dir) {
+        j->nsh = 1;
+        j->st = calloc(1, sizeof *j->st);
+        j->shard_names = calloc(1, sizeof *j->shard_names);
+        if (!j->st || !j->shard_names || !(j->shard_names[0] = strdup(src)))
+            return oom(err);
+        return ct_st_open(src, &j->st[0], err);
+    }
+    char *ixp = ct_path_join(src, "model.safetensors.index.json");
     struct stat sb;
-    int exists = lstat(dst, &sb) == 0;
-    if (exists && !force)
-        return ct_fail(err, CT_EEXIST, "%s: already exists (use --force to replace it)", dst);
-    if (exists && !S_ISDIR(sb.st_mode))
-        return ct_fail(err, CT_EEXIST, "%s: exists and is not a directory; refusing to replace it", dst);
-    struct dir_job job = {src, cj, cl, label};
-    return ct_write_dir_atomic(dst, exists, fill_compressed_dir, &job, err);
+    if (!ixp)
+        return oom(err);
+    if (stat(ixp, &sb) == 0) {
+        size_t len;
+        *had_index = 1;
+        if ((rc = ct_read_file(ixp, 256u << 20, &text, &len, err)))
+            goto out;
+        index = cJSON_ParseWithLength(text, len);
+        const cJSON *wm = index ? cJSON_GetObjectItemCaseSensitive(index, "weight_map") : NULL, *e;
+        if (!wm || !cJSON_IsObject(wm)) {
+            rc = ct_fail(err, CT_EFORMAT, "%s: not JSON with a \"weight_map\" object", ixp);
+            goto out;
+        }
+        size_t cap = (size_t)cJSON_GetArraySize(wm) + 1;
+        j->shard_names = calloc(cap, sizeof *j->shard_names);
+        j->st = calloc(cap, sizeof *j->st);
+        if (!j->shard_names || !j->st) {
+            rc = oom(err);
+            goto out;
+        }
+        cJSON_ArrayForEach(e, wm) {
+            if (!cJSON_IsString(e) || strchr(e->valuestring, '/') || e->valuestring[0] == '.') {
+                rc = ct_fail(err, CT_EFORMAT, "%s: bad shard name for '%s'", ixp, e->string);
+                goto out;
+            }
+            size_t k;
+            for (k = 0; k < j->nsh && strcmp(j->shard_names[k], e->valuestring); k++)
+                ;
+            if (k == j->nsh && !(j->shard_names[j->nsh++] = strdup(e->valuestring))) {
+                rc = oom(err);
+                goto out;
+            }
+        }
+    } else {
+        j->shard_names = calloc(1, sizeof *j->shard_names);
+        j->st = calloc(1, sizeof *j->st);
+        if (!j->shard_names || !j->st || !(j->shard_names[0] = strdup("model.safetensors"))) {
+            rc = oom(err);
+            goto out;
+        }
+        j->nsh = 1;
+    }
+    for (size_t s = 0; s < j->nsh && !rc; s++) {
+        char *p = ct_path_join(src, j->shard_names[s]);
+        rc = p ? ct_st_open(p, &j->st[s], err) : oom(err);
+        free(p);
+    }
+out:
+    free(ixp);
+    free(text);
+    cJSON_Delete(index);
+    return rc;
 }
 
-
+int ct_compress(const char *src, const char *dst, const ct_compress_opts *opt, ct_err *err)
+{
+    job j = {.opt = opt, .spill_fd = -1};
+    struct stat sb;
+    int rc, had_index = 0, mu_ok = 0;
+    cJSON *qj = NULL;
+    if (stat(src, &sb) != 0)
+        return ct_fail(err, CT_EIO, "%s: %s", src, strerror(errno));
+    int src_dir = S_ISDIR(sb.st_mode), dst_dir = src_dir || opt->shard_size;
+    int exists = lstat(dst, &sb) == 0;
+    if (exists && !opt->force)
+        return ct_fail(err, CT_EEXIST, "%s: already exists (use --force to replace it)", dst);
+    if (exists && dst_dir && !S_ISDIR(sb.st_mode))
+        return ct_fail(err, CT_EEXIST, "%s: exists and is not a directory; refusing to replace it", dst);
+    if (exists && !dst_dir && S_ISDIR(sb.st_mode))
+        return ct_fail(err, CT_EEXIST, "%s: is a directory; refusing to replace it with a file", dst);
+    if ((rc = ct_config_parse(opt->config_json, opt->config_len, opt->config_label, &j.cfg, err)))
+        return rc;
+    if (!j.cfg) {
+        rc = ct_fail(err, CT_EFORMAT, "%s: holds no compression config", opt->config_label);
+        goto out;
+    }
+    /* Pack in the layout the config's version implies, since readers pick
+     * the layout from it; a config without a version gets this writer's. */
+    j.layout_b = j.cfg->version ? j.cfg->layout_b : 1;
+    qj = cJSON_Parse(j.cfg->json);
+    if (qj && !j.cfg->version)
+        cJSON_AddStringToObject(qj, "version", CT_WRITER_VERSION);
+    if (!qj || !(j.qc = cJSON_PrintUnformatted(qj))) {
+        rc = oom(err);
+        goto out;
+    }
+    if ((rc = open_sources(&j, src, src_dir, &had_index, err)) || (rc = plan(&j, err)))
+        goto out;
+    if ((j.spill_fd = open_spill(dst, err)) < 0) {
+        rc = err ? err->code : CT_EIO;
+        goto out;
+    }
+    if (pthread_mutex_init(&j.mu, NULL)) {
+        rc = oom(err);
+        goto out;
+    }
+    mu_ok = 1;
+    int nt = opt->threads > 0 ? opt->threads : 1;
+    pthread_t th[64];
+    int started = 0;
+    for (int i = 1; i < nt && i < 64; i++)
+        if (pthread_create(&th[started], NULL, worker, &j) == 0)
+            started++;
+    worker(&j);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if ((rc = j.rc)) {
+        if (err)
+            *err = j.err;
+        goto out;
+    }
+    /* pass-through tensors */
+    for (size_t i = 0; i < j.nu; i++) {
+        if (j.u[i].kind != U_PASS)
+            continue;
+        const ct_st_tensor *t = j.u[i].w.t;
+        out_t *p = push(&j.out, t->name, t->dtype, t->ndim, t->shape);
+        if (!p) {
+            rc = oom(err);
+            goto out;
+        }
+        p->ref = t;
+        p->st = j.u[i].w.st;
+        p->unit = i;
+    }
+    if (dst_dir) {
+        struct dir_out d = {&j, src_dir ? src : NULL, had_index, qj};
+        rc = ct_write_dir_atomic(dst, exists, emit_dir, &d, err);
+    } else {
+        rc = ct_write_file_atomic(dst, emit_file, &j, err);
+    }
+out:
+    if (mu_ok)
+        pthread_mutex_destroy(&j.mu);
+    if (j.spill_fd >= 0)
+        close(j.spill_fd);
+    for (size_t i = 0; i < j.nu; i++)
+        free(j.u[i].module);
+    free(j.u);
+    free_outs(&j.out);
+    for (size_t s = 0; s < j.nsh; s++) {
+        if (j.st)
+            ct_st_close(j.st[s]);
+        if (j.shard_names)
+            free(j.shard_names[s]);
+    }
+    free(j.st);
+    free(j.shard_names);
+    free(j.qc);
+    cJSON_Delete(qj);
+    ct_config_free(j.cfg);
+    return rc;
+}
 /* ---------------------------------------------------------------- verify */
 
 static double elem(ct_dtype dt, const unsigned char *p, uint64_t i)
@@ -1030,33 +1809,36 @@ static int verify_one(const ct_st *sst, const ct_st_tensor *t, const ct_source *
 
 int ct_verify(const char *src, const char *dst, ct_err *err)
 {
-    ct_st *sst = NULL;
+    job j = {0};
     ct_source *out = NULL;
     struct stat sb;
-    int rc;
-    if (stat(src, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        ct_source *s;
-        /* a directory: compare the dense views tensor by tensor */
-        if ((rc = ct_source_open(src, NULL, &s, err)))
-            return rc;
-        ct_source_close(s);
-        return ct_fail(err, CT_EUNSUPPORTED, "verify: directory sources are not supported yet");
-    }
-    if ((rc = ct_st_open(src, &sst, err)) || (rc = ct_source_open(dst, NULL, &out, err)))
+    int rc, had_index;
+    if (stat(src, &sb) != 0)
+        return ct_fail(err, CT_EIO, "%s: %s", src, strerror(errno));
+    if ((rc = open_sources(&j, src, S_ISDIR(sb.st_mode), &had_index, err))
+        || (rc = ct_source_open(dst, NULL, &out, err)))
         goto out;
     size_t checked = 0;
-    for (size_t i = 0; i < ct_st_count(sst) && !rc; i++) {
-        const ct_st_tensor *t = ct_st_get(sst, i);
-        long oi = ct_source_find(out, t->name);
-        if (oi < 0)
-            continue;   /* quantization parameters and other consumed pieces */
-        rc = verify_one(sst, t, out, (size_t)oi, err);
-        checked++;
-    }
+    for (size_t s = 0; s < j.nsh && !rc; s++)
+        for (size_t i = 0; i < ct_st_count(j.st[s]) && !rc; i++) {
+            const ct_st_tensor *t = ct_st_get(j.st[s], i);
+            long oi = ct_source_find(out, t->name);
+            if (oi < 0)
+                continue;   /* quantization parameters and other consumed pieces */
+            rc = verify_one(j.st[s], t, out, (size_t)oi, err);
+            checked++;
+        }
     if (!rc && checked == 0)
         rc = ct_fail(err, CT_EFORMAT, "verify: no tensor of the source is in the output");
 out:
     ct_source_close(out);
-    ct_st_close(sst);
+    for (size_t s = 0; s < j.nsh; s++) {
+        if (j.st)
+            ct_st_close(j.st[s]);
+        if (j.shard_names)
+            free(j.shard_names[s]);
+    }
+    free(j.st);
+    free(j.shard_names);
     return rc;
 }

@@ -18,6 +18,8 @@
 #include <cjson/cJSON.h>
 #include "ct/source.h"
 
+#define SCHEMES "W4A16, W4A16_ASYM, W8A16, W8A8, FP8, FP8_DYNAMIC, FP8_BLOCK, NVFP4A16, NVFP4"
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -34,11 +36,16 @@ static void usage(FILE *f)
             "      --progress       show progress (default when stderr is a terminal)\n"
             "      --no-progress    do not show progress\n"
             "  -q, --quiet          no notes on stderr\n"
-            "  -s, --scheme NAME    compress with a preset: W4A16, W4A16_ASYM, W8A16, W8A8, FP8_DYNAMIC (parameters\n"
-            "                       from the source's weight_scale/zero points, else min-max observer)\n"
+            "  -s, --scheme NAME    compress with an upstream preset: " SCHEMES "\n"
+            "                       (parameters from the source's weight_scale/zero points/global scales,\n"
+            "                       else upstream's min-max observer; FP8 and NVFP4 need the source's\n"
+            "                       calibrated input_scale / input_global_scale)\n"
             "      --bits N, --group-size N (-1: per channel), --asym, --actorder  preset overrides\n"
             "      --targets RE, --ignore RE   modules to compress (repeatable; default Linear, lm_head)\n"
-            "      --verify         after compressing a file, read it back and check every tensor;\n"
+            "  -j, --jobs N         compress N modules at a time (default 1; memory grows with N)\n"
+            "      --shard-size SIZE  split the output into shards of at most SIZE (e.g. 5G); DST is then\n"
+            "                       a directory with model.safetensors.index.json\n"
+            "      --verify         after compressing, read the output back and check every tensor;\n"
             "                       alone (mkct --verify SRC DST): check an existing DST against SRC\n"
             "      --sample DIR     write the built-in sample: a small llama-shaped compressed\n"
             "                       checkpoint in DIR/compressed and its dense tensors in\n"
@@ -50,32 +57,50 @@ static void usage(FILE *f)
             "5 DST exists, 6 out of memory.\n");
 }
 
-/* The quantization_config for a preset scheme, as upstream writes it. */
-static cJSON *args_json(int bits, const char *strategy, int group_size, int sym, int dynamic, int actorder,
-                        const char *type)
+/* QuantizationArgs as upstream serialises them (sorted keys).  dynamic:
+ * "true", "false" or "local"; observer NULL: null. */
+typedef struct qa {
+    int bits;
+    const char *type, *strategy, *dynamic, *observer, *scale_dtype;
+    int group_size, sym, actorder, block;
+} qa;
+
+static cJSON *args_json(const qa *a)
 {
     cJSON *w = cJSON_CreateObject();
-    if (actorder)
+    if (a->actorder)
         cJSON_AddStringToObject(w, "actorder", "group");
     else
         cJSON_AddNullToObject(w, "actorder");
-    cJSON_AddNullToObject(w, "block_structure");
-    cJSON_AddBoolToObject(w, "dynamic", dynamic);
-    if (group_size)
-        cJSON_AddNumberToObject(w, "group_size", group_size);
+    if (a->block) {
+        cJSON *b = cJSON_AddArrayToObject(w, "block_structure");
+        cJSON_AddItemToArray(b, cJSON_CreateNumber(a->block));
+        cJSON_AddItemToArray(b, cJSON_CreateNumber(a->block));
+    } else {
+        cJSON_AddNullToObject(w, "block_structure");
+    }
+    if (!strcmp(a->dynamic, "local"))
+        cJSON_AddStringToObject(w, "dynamic", "local");
+    else
+        cJSON_AddBoolToObject(w, "dynamic", !strcmp(a->dynamic, "true"));
+    if (a->group_size)
+        cJSON_AddNumberToObject(w, "group_size", a->group_size);
     else
         cJSON_AddNullToObject(w, "group_size");
-    cJSON_AddNumberToObject(w, "num_bits", bits);
-    if (dynamic)
-        cJSON_AddNullToObject(w, "observer");
+    cJSON_AddNumberToObject(w, "num_bits", a->bits);
+    if (a->observer)
+        cJSON_AddStringToObject(w, "observer", a->observer);
     else
-        cJSON_AddStringToObject(w, "observer", "memoryless_minmax");
+        cJSON_AddNullToObject(w, "observer");
     cJSON_AddObjectToObject(w, "observer_kwargs");
-    cJSON_AddNullToObject(w, "scale_dtype");
-    cJSON_AddStringToObject(w, "strategy", strategy);
-    cJSON_AddBoolToObject(w, "symmetric", sym);
-    cJSON_AddStringToObject(w, "type", type);
-    if (sym)
+    if (a->scale_dtype)
+        cJSON_AddStringToObject(w, "scale_dtype", a->scale_dtype);
+    else
+        cJSON_AddNullToObject(w, "scale_dtype");
+    cJSON_AddStringToObject(w, "strategy", a->strategy);
+    cJSON_AddBoolToObject(w, "symmetric", a->sym);
+    cJSON_AddStringToObject(w, "type", a->type);
+    if (a->sym)
         cJSON_AddNullToObject(w, "zp_dtype");
     else
         cJSON_AddStringToObject(w, "zp_dtype", "torch.int8");
@@ -89,40 +114,75 @@ struct scheme_opts {
     int ntargets, nignore;
 };
 
+
+/* The quantization_config for a preset scheme (upstream's preset_schemes),
+ * or for --format sparse-bitmask / sparse-24-bitmask alone. */
 static char *scheme_config(const struct scheme_opts *so, char *why, size_t why_len)
 {
-    int bits = 0, gs = 0, sym = 1, a8 = 0;
-    const char *strategy = "group", *fmt = NULL, *type = "int";
+    const char *fmt = NULL;
+    qa w = {0}, in = {0};
+    int has_in = 0;
+    w.type = "int", w.dynamic = "false", w.observer = "memoryless_minmax", w.sym = 1;
     if (so->scheme) {
-        if (!strcmp(so->scheme, "W4A16") || !strcmp(so->scheme, "W4A16_ASYM")) {
-            bits = 4, gs = 128, sym = strcmp(so->scheme, "W4A16_ASYM") != 0, fmt = "pack-quantized";
-        } else if (!strcmp(so->scheme, "W8A16")) {
-            bits = 8, strategy = "channel", fmt = "pack-quantized";
-        } else if (!strcmp(so->scheme, "W8A8")) {
-            bits = 8, strategy = "channel", a8 = 1, fmt = "int-quantized";
-        } else if (!strcmp(so->scheme, "FP8_DYNAMIC")) {
-            bits = 8, strategy = "channel", a8 = 1, fmt = "float-quantized", type = "float";
-        } else if (!strcmp(so->scheme, "FP8")) {
-            snprintf(why, why_len, "scheme FP8 has static activation scales, which need calibration data; "
-                     "FP8_DYNAMIC quantizes the same weights");
-            return NULL;
-        } else if (!strcmp(so->scheme, "NVFP4A16") || !strcmp(so->scheme, "NVFP4")) {
-            snprintf(why, why_len, "scheme %s: writing nvfp4 is not implemented in this version", so->scheme);
-            return NULL;
+        const char *s = so->scheme;
+        if (!strcmp(s, "W4A16") || !strcmp(s, "W4A16_ASYM")) {
+            w.bits = 4, w.strategy = "group", w.group_size = 128, w.sym = strcmp(s, "W4A16_ASYM") != 0;
+            fmt = "pack-quantized";
+        } else if (!strcmp(s, "W8A16")) {
+            w.bits = 8, w.strategy = "channel", fmt = "pack-quantized";
+        } else if (!strcmp(s, "W8A8") || !strcmp(s, "INT8")) {
+            w.bits = 8, w.strategy = "channel", fmt = "int-quantized";
+            in = (qa){8, "int", "token", "true", NULL, NULL, 0, 1, 0, 0}, has_in = 1;
+        } else if (!strcmp(s, "FP8")) {
+            w.bits = 8, w.type = "float", w.strategy = "tensor", fmt = "float-quantized";
+            in = (qa){8, "float", "tensor", "false", "static_minmax", NULL, 0, 1, 0, 0}, has_in = 1;
+        } else if (!strcmp(s, "FP8_DYNAMIC")) {
+            w.bits = 8, w.type = "float", w.strategy = "channel", fmt = "float-quantized";
+            in = (qa){8, "float", "token", "true", NULL, NULL, 0, 1, 0, 0}, has_in = 1;
+        } else if (!strcmp(s, "FP8_BLOCK")) {
+            w.bits = 8, w.type = "float", w.strategy = "block", w.block = 128, fmt = "float-quantized";
+            in = (qa){8, "float", "group", "true", NULL, NULL, 128, 1, 0, 0}, has_in = 1;
+        } else if (!strcmp(s, "NVFP4A16") || !strcmp(s, "NVFP4")) {
+            w.bits = 4, w.type = "float", w.strategy = "tensor_group", w.group_size = 16;
+            w.scale_dtype = "torch.float8_e4m3fn", fmt = "nvfp4-pack-quantized";
+            if (!strcmp(s, "NVFP4"))
+                in = (qa){4, "float", "tensor_group", "local", "static_minmax", "torch.float8_e4m3fn", 16, 1, 0, 0},
+                has_in = 1;
         } else {
-            snprintf(why, why_len, "unknown scheme '%s' (W4A16, W4A16_ASYM, W8A16, W8A8, FP8_DYNAMIC)", so->scheme);
+            snprintf(why, why_len, "unknown scheme '%s' (" SCHEMES ")", s);
             return NULL;
         }
-        if (so->bits)
-            bits = so->bits;
-        if (so->group_size) {
-            gs = so->group_size;
-            strategy = gs > 0 ? "group" : "channel";
-            if (gs < 0)
-                gs = 0;
+        int is_int = !strcmp(w.type, "int");
+        if (so->bits) {
+            if (!is_int) {
+                snprintf(why, why_len, "--bits applies to integer schemes, not %s", s);
+                return NULL;
+            }
+            w.bits = so->bits;
         }
-        if (so->asym)
-            sym = 0;
+        if (so->group_size) {
+            if (!is_int && !w.block) {
+                snprintf(why, why_len, "--group-size applies to integer schemes, not %s", s);
+                return NULL;
+            }
+            w.group_size = so->group_size > 0 ? so->group_size : 0;
+            w.strategy = so->group_size > 0 ? "group" : "channel";
+            w.block = 0;
+        }
+        if (so->asym) {
+            if (!is_int) {
+                snprintf(why, why_len, "--asym applies to integer schemes, not %s", s);
+                return NULL;
+            }
+            w.sym = 0;
+        }
+        if (so->actorder) {
+            if (strcmp(w.strategy, "group")) {
+                snprintf(why, why_len, "--actorder needs group quantization");
+                return NULL;
+            }
+            w.actorder = 1;
+        }
         if (so->format)
             fmt = so->format;
     }
@@ -136,16 +196,16 @@ static char *scheme_config(const struct scheme_opts *so, char *why, size_t why_l
         cJSON_AddItemToArray(ig, cJSON_CreateString(so->ignore[i]));
     if (!so->nignore)
         cJSON_AddItemToArray(ig, cJSON_CreateString("lm_head"));
-    if (bits) {
+    if (w.bits) {
         cJSON *g = cJSON_AddObjectToObject(groups, "group_0");
         cJSON_AddStringToObject(g, "format", fmt);
-        if (a8)
-            cJSON_AddItemToObject(g, "input_activations", args_json(8, "token", 0, 1, 1, 0, type));
+        if (has_in)
+            cJSON_AddItemToObject(g, "input_activations", args_json(&in));
         else
             cJSON_AddNullToObject(g, "input_activations");
         cJSON_AddNullToObject(g, "output_activations");
         cJSON_AddItemToObject(g, "targets", cJSON_Duplicate(tg, 1));
-        cJSON_AddItemToObject(g, "weights", args_json(bits, strategy, gs, sym, 0, so->actorder, type));
+        cJSON_AddItemToObject(g, "weights", args_json(&w));
         cJSON_AddStringToObject(qc, "format", fmt);
     } else {
         cJSON_AddStringToObject(qc, "format", so->format);
@@ -156,7 +216,7 @@ static char *scheme_config(const struct scheme_opts *so, char *why, size_t why_l
     cJSON_AddStringToObject(qc, "quant_method", "compressed-tensors");
     cJSON_AddStringToObject(qc, "quantization_status", "compressed");
     cJSON *sp = cJSON_AddObjectToObject(qc, "sparsity_config");
-    if (!bits && so->format) {
+    if (!w.bits && so->format) {
         cJSON_AddStringToObject(sp, "format", so->format);
         cJSON_AddItemToObject(sp, "ignore", cJSON_Duplicate(ig, 1));
         cJSON_AddBoolToObject(sp, "registry_requires_subclass", 0);
@@ -172,24 +232,54 @@ static char *scheme_config(const struct scheme_opts *so, char *why, size_t why_l
     return text;
 }
 
-static int verify_after;
+static int verify_after, n_threads = 1, show_progress, quiet;
+static uint64_t shard_size;
 
-/* A file for a file, a directory for a directory; --verify reads it back. */
+static double secs_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A one-line progress bar on stderr, redrawn at most 10 times a second. */
+struct bar {
+    struct timespec start;
+    double last;
+};
+
+static void compress_progress(void *ctx, size_t ud, size_t ut, uint64_t bd, uint64_t bt)
+{
+    struct bar *b = ctx;
+    double s = secs_since(&b->start);
+    if (ud != ut && s - b->last < 0.1)
+        return;
+    b->last = s;
+    double rate = s > 0 ? (double)bd / s : 0, eta = rate > 0 ? (double)(bt - bd) / rate : 0;
+    char bar[21];
+    int fill = bt ? (int)(20.0 * (double)bd / (double)bt) : 20;
+    for (int i = 0; i < 20; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[20] = 0;
+    fprintf(stderr, "\rmkct: [%s] %zu/%zu tensors  %.1f/%.1f MiB  %.1f MiB/s  ETA %.0fs   ", bar, ud, ut,
+            (double)bd / 1048576.0, (double)bt / 1048576.0, rate / 1048576.0, eta);
+}
+
+/* A file for a file, a directory for a directory (or --shard-size);
+ * --verify reads it back. */
 static int compress(const char *src, const char *dst, const char *cj, size_t cl, const char *label, int force,
                     ct_err *err)
 {
-    struct stat sb;
-    if (stat(src, &sb) != 0)
-        return ct_fail(err, CT_EIO, "%s: %s", src, strerror(errno));
-    int dir = S_ISDIR(sb.st_mode);
-    int rc = dir ? ct_compress_dir(src, dst, cj, cl, label, force, err)
-                 : ct_compress_file(src, dst, cj, cl, label, force, err);
-    if (!rc && verify_after) {
-        if (dir)
-            fprintf(stderr, "mkct: --verify checks files only in this version; %s not verified\n", dst);
-        else if (!(rc = ct_verify(src, dst, err)))
-            fprintf(stderr, "mkct: verified %s against %s\n", dst, src);
-    }
+    struct bar b = {0};
+    clock_gettime(CLOCK_MONOTONIC, &b.start);
+    ct_compress_opts o = {cj, cl, label, force, n_threads, shard_size, show_progress ? compress_progress : NULL, &b};
+    int rc = ct_compress(src, dst, &o, err);
+    if (show_progress)
+        fputc('\n', stderr);
+    if (!rc && !quiet)
+        fprintf(stderr, "mkct: wrote %s in %.1fs\n", dst, secs_since(&b.start));
+    if (!rc && verify_after && !(rc = ct_verify(src, dst, err)))
+        fprintf(stderr, "mkct: verified %s against %s\n", dst, src);
     return rc;
 }
 
@@ -216,13 +306,15 @@ int main(int argc, char **argv)
         {"scheme", required_argument, 0, 's'}, {"bits", required_argument, 0, 'b'},
         {"group-size", required_argument, 0, 'g'}, {"asym", no_argument, 0, 'a'},
         {"actorder", no_argument, 0, 'o'}, {"targets", required_argument, 0, 't'},
-        {"ignore", required_argument, 0, 'i'}, {"verify", no_argument, 0, 'v'}, {0, 0, 0, 0},
+        {"ignore", required_argument, 0, 'i'}, {"verify", no_argument, 0, 'v'},
+        {"jobs", required_argument, 0, 'j'}, {"shard-size", required_argument, 0, 'z'}, {0, 0, 0, 0},
     };
     struct scheme_opts so = {0};
     int verify = 0;
     const char *format = NULL, *config = NULL;
-    int keep = 0, force = 0, show_progress = isatty(2), quiet = 0, c;
-    while ((c = getopt_long(argc, argv, "f:c:qhV", opts, NULL)) != -1) {
+    int keep = 0, force = 0, c;
+    show_progress = isatty(2);
+    while ((c = getopt_long(argc, argv, "f:c:j:qhV", opts, NULL)) != -1) {
         switch (c) {
         case 'f': format = optarg; break;
         case 'c': config = optarg; break;
@@ -239,6 +331,22 @@ int main(int argc, char **argv)
         case 't': if (so.ntargets < 32) so.targets[so.ntargets++] = optarg; break;
         case 'i': if (so.nignore < 32) so.ignore[so.nignore++] = optarg; break;
         case 'v': verify = 1; break;
+        case 'j': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 1 || n > 64) {
+                fprintf(stderr, "mkct: -j wants a number of threads from 1 to 64, not '%s'\n", optarg);
+                return 1;
+            }
+            n_threads = (int)n;
+            break;
+        }
+        case 'z':
+            if (ct_parse_size(optarg, &shard_size) || shard_size == 0) {
+                fprintf(stderr, "mkct: --shard-size wants a size such as 5G, 500M or 1048576, not '%s'\n", optarg);
+                return 1;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         case 'V': printf("mkct (ctfs) %s\n", PACKAGE_VERSION); return 0;
         case 'S': {
@@ -278,7 +386,7 @@ int main(int argc, char **argv)
         char *text = scheme_config(&so, why, sizeof why);
         if (!text) {
             fprintf(stderr, "mkct: %s\n", why);
-            return strstr(why, "unknown") ? 1 : 4;
+            return 1;
         }
         ct_err err = {0};
         int rc = compress(argv[optind], argv[optind + 1], text, strlen(text), "--scheme", force, &err);
@@ -310,9 +418,12 @@ int main(int argc, char **argv)
         return 1;
     }
     if (f != CT_FMT_DENSE) {
-        fprintf(stderr, "mkct: --format %s needs a compression config: use --config FILE (presets and "
-                        "calibration are not implemented in this version)\n", format);
-        return 4;
+        fprintf(stderr, "mkct: --format %s needs --scheme NAME or --config FILE\n", format);
+        return 1;
+    }
+    if (shard_size) {
+        fprintf(stderr, "mkct: --shard-size applies when compressing; --format dense keeps the source's shards\n");
+        return 1;
     }
     const char *src_path = argv[optind], *dst = argv[optind + 1];
     ct_err err = {0};

@@ -86,14 +86,17 @@ for pair in W4A16:w4a16_g128_sym_bf16 W4A16_ASYM:w4a16_g128_asym_bf16 W8A16:w8a1
         not_ok "--scheme $scheme: $(cat "$TMP/err")"
     fi
 done
-expect_exit 4 "schemes needing activation calibration are refused clearly" "$MKCT" --scheme FP8 "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
+expect_exit 4 "static activation schemes without calibrated input scales are refused" "$MKCT" --scheme FP8 "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
+check "...saying what is missing" grep -q "needs a calibrated '.*input_scale'" "$TMP/err"
+expect_exit 4 "...NVFP4 (W4A4) too" "$MKCT" --scheme NVFP4 "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
+check "...saying what is missing" grep -q "input_global_scale" "$TMP/err"
 expect_exit 1 "unknown scheme" "$MKCT" --scheme W5A3 "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
 
 # Round trips on a generated 2-layer checkpoint in F32, F16 and BF16: each
 # format written, read back by the core reader, equals numpy's expectation.
 /usr/bin/python3 "$top_srcdir/tests/gen_roundtrip.py" make "$TMP"
 for dt in f32 f16 bf16; do
-    for kind in sparse-bitmask sparse-24-bitmask W4A16 W4A16_ASYM W8A16 W8A8 FP8_DYNAMIC; do
+    for kind in sparse-bitmask sparse-24-bitmask W4A16 W4A16_ASYM W8A16 W8A8 FP8_DYNAMIC FP8_BLOCK NVFP4A16; do
         case $kind in sparse*) how="--format $kind" ;; *) how="--scheme $kind" ;; esac
         out="$TMP/rt.$dt.$kind"
         if "$MKCT" $how "$TMP/$dt.safetensors" "$out" 2>"$TMP/err" && "$MKCT" -q --format dense "$out" "$out.dense" 2>>"$TMP/err"; then
@@ -141,6 +144,80 @@ open(sys.argv[1], "wb").write(b)
 PY
 expect_exit 3 "--verify rejects a corrupted file" "$MKCT" --verify "$TMP/bf16.safetensors" "$TMP/v.safetensors"
 check "...naming the tensor" grep -q "up_proj.weight' \[" "$TMP/err"
+
+# FP8 (static activations) from a checkpoint holding calibrated
+# input_scale tensors: weights quantized per tensor, input_scale kept.
+/usr/bin/python3 - "$TMP/bf16.safetensors" "$TMP/calib.safetensors" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+h, data = json.loads(b[8:8 + n]), b[8 + n:]
+end = len(data)
+for k in list(h):
+    if k.endswith("proj.weight"):
+        h[k[:-len("weight")] + "input_scale"] = {"dtype": "BF16", "shape": [1], "data_offsets": [end, end + 2]}
+        data += bytes([0x80, 0x3c])          # 2^-6
+        end += 2
+hb = json.dumps(h).encode()
+hb += b" " * (-len(hb) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hb)) + hb + data)
+PY
+if "$MKCT" --scheme FP8 "$TMP/calib.safetensors" "$TMP/fp8.st" 2>"$TMP/err"; then
+    "$MKCT" -q --format dense "$TMP/fp8.st" "$TMP/fp8.dense2"
+    check "FP8: weights as numpy quantizes them per tensor" /usr/bin/python3 "$top_srcdir/tests/gen_roundtrip.py" check FP8 "$TMP/bf16.safetensors" "$TMP/fp8.dense2"
+    check "FP8: the calibrated input_scale tensors are kept" sh -c "[ \"\$(head -c 65536 '$TMP/fp8.st' | grep -ao 'proj\.input_scale\"' | wc -l)\" = 14 ]"
+else
+    not_ok "FP8 with calibrated input scales: $(cat "$TMP/err")"
+fi
+
+# -j: the same bytes whatever the number of threads; progress is reported.
+"$MKCT" -j 1 --scheme W4A16_ASYM "$TMP/bf16.safetensors" "$TMP/j1.st" 2>/dev/null
+"$MKCT" -j 3 --progress --scheme W4A16_ASYM "$TMP/bf16.safetensors" "$TMP/j3.st" 2>"$TMP/err"
+check "-j 3 writes the same file as -j 1" cmp "$TMP/j1.st" "$TMP/j3.st"
+check "--progress reports tensors, bytes and rate" grep -q "17/17 tensors .* MiB/s" "$TMP/err"
+expect_exit 1 "-j 0 is a usage error" "$MKCT" -j 0 --scheme W4A16 "$TMP/bf16.safetensors" "$TMP/x.safetensors"
+
+# --shard-size: the output split into model-0000i-of-0000n files of at most
+# that size, an index naming every tensor, modules kept whole; decoding it
+# gives what the unsharded output gives; --verify checks directories.
+if "$MKCT" -q --scheme W4A16_ASYM --shard-size 40K "$TMP/bf16.safetensors" "$TMP/shards" 2>"$TMP/err"; then
+    n_sh=$(ls "$TMP/shards" | grep -c '^model-.*-of-.*\.safetensors$')
+    check "shards: several files" [ "$n_sh" -ge 3 ]
+    check "shards: none over the size (unless one module is bigger)" sh -c "for f in '$TMP'/shards/model-*; do [ \$(stat -c %s \"\$f\") -le 45000 ] || exit 1; done"
+    check "shards: the index names every tensor" /usr/bin/python3 - "$TMP/shards" "$TMP/j1.st" <<'PY'
+import json, os, struct, sys
+d = sys.argv[1]
+ix = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+seen = {}
+for f in sorted(set(ix["weight_map"].values())):
+    b = open(os.path.join(d, f), "rb").read()
+    n = struct.unpack("<Q", b[:8])[0]
+    for k, v in json.loads(b[8:8 + n]).items():
+        if k != "__metadata__":
+            seen[k] = f
+            assert ix["weight_map"][k] == f, k
+b = open(sys.argv[2], "rb").read()
+n = struct.unpack("<Q", b[:8])[0]
+want = {k: v for k, v in json.loads(b[8:8 + n]).items() if k != "__metadata__"}
+assert set(seen) == set(want) == set(ix["weight_map"]), set(seen) ^ set(want)
+assert ix["metadata"]["total_size"] == sum(v["data_offsets"][1] - v["data_offsets"][0] for v in want.values())
+mods = {}
+for k, f in seen.items():
+    mods.setdefault(k.rsplit(".", 1)[0], set()).add(f)
+assert all(len(v) == 1 for v in mods.values()), "a module split across shards"
+PY
+    check "shards: config.json written" grep -q '"quant_method": "compressed-tensors"' "$TMP/shards/config.json"
+    "$MKCT" -q --format dense "$TMP/shards" "$TMP/shards.dense"
+    "$MKCT" -q --format dense "$TMP/j1.st" "$TMP/j1.dense"
+    "$top_builddir/tests/stmerge" "$TMP/shm.st" "$TMP"/shards.dense/model-*.safetensors
+    check "shards: decode to the unsharded output's tensors" "$STCMP" "$TMP/shm.st" "$TMP/j1.dense"
+    "$MKCT" --verify "$TMP/bf16.safetensors" "$TMP/shards" 2>"$TMP/err"
+    check "--verify checks a sharded directory" grep -q "^mkct: verified" "$TMP/err"
+else
+    not_ok "--shard-size: $(cat "$TMP/err")"
+fi
+expect_exit 1 "--shard-size needs a size" "$MKCT" --scheme W4A16 --shard-size lots "$TMP/bf16.safetensors" "$TMP/x"
+check "no spill or temporary files left beside the outputs" sh -c "! ls -a '$TMP' | grep -q -e spill -e '\.tmp'"
 
 c="$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16"
 expect_exit 5 "existing DST refused" "$MKCT" --config "$c/config.json" "$c/input.safetensors" "$out"
