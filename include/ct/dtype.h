@@ -49,6 +49,26 @@ static inline uint16_t ct_f32_to_bf16(float f)
 }
 uint16_t ct_f32_to_f16(float f);
 /* float32 -> F8_E4M3 with saturation to +-448 (quantizers clamp first) and RNE. */
-uint8_t ct_f32_to_f8e4m3(float f);
+static inline uint8_t ct_f32_to_f8e4m3(float f)
+{
+    uint32_t u = ct_f32_as_u32(f);
+    uint8_t sign = (uint8_t)((u >> 24) & 0x80u);
+    u &= 0x7fffffffu;
+    if (u > 0x7f800000u)
+        return sign | 0x7f;
+    if (u >= 0x43e00000u)                   /* >= 448: saturate */
+        return sign | 0x7e;
+    if (u < 0x3c800000u) {                  /* below 2^-6: subnormal step 2^-9 */
+        float v = ct_u32_as_f32(u) * 0x1p9f; /* exact */
+        float r = v + 0x1p23f - 0x1p23f;     /* RNE to integer (v < 8) */
+        return sign | (uint8_t)r;            /* 8 encodes 2^-6 as e=1, m=0 */
+    }
+    u += 0x7ffffu + ((u >> 20) & 1u);
+    uint32_t e = (u >> 23) - 120u, m = (u >> 20) & 7u;
+    if (e > 15 || (e == 15 && m == 7))
+        return sign | 0x7e;
+    return sign | (uint8_t)((e << 3) | m);
+}
+
 
 #endif

@@ -116,7 +116,7 @@ static void load_row(ct_dtype dt, const unsigned char *p, uint64_t n, float *out
 
 /* Round a float32 result to the working dtype (torch computes half types
  * in float32 and rounds each op's result). */
-static float in_dtype(ct_dtype dt, float v)
+static inline float in_dtype(ct_dtype dt, float v)
 {
     switch (dt) {
     case CT_BF16: return ct_bf16_to_f32(ct_f32_to_bf16(v));
@@ -135,6 +135,38 @@ static int64_t ival(ct_dtype dt, const unsigned char *p, uint64_t i)
     }
 }
 
+/* Per-thread scratch buffers for the big per-module arrays (the weight's
+ * bytes, its codes), reused from one module to the next: fresh pages for
+ * every tensor cost more in page faults than the quantization itself.
+ * scratch_release() frees them when a worker is done. */
+enum { SCR_WEIGHT, SCR_CODES, SCR_N };
+static _Thread_local struct scratch {
+    void *p;
+    size_t cap;
+} scratch[SCR_N];
+
+static void *scratch_get(int slot, size_t n)
+{
+    struct scratch *s = &scratch[slot];
+    if (n > s->cap) {
+        free(s->p);
+        s->cap = 0;
+        if (!(s->p = malloc(n)))
+            return NULL;
+        s->cap = n;
+    }
+    return s->p;
+}
+
+static void scratch_release(void)
+{
+    for (int i = 0; i < SCR_N; i++) {
+        free(scratch[i].p);
+        scratch[i].p = NULL;
+        scratch[i].cap = 0;
+    }
+}
+
 static int read_all(const ct_st *st, const ct_st_tensor *t, unsigned char **out, ct_err *err)
 {
     uint64_t n = t->end - t->begin;
@@ -146,6 +178,15 @@ static int read_all(const ct_st *st, const ct_st_tensor *t, unsigned char **out,
         *out = NULL;
     }
     return rc;
+}
+
+/* A module's weight bytes, in this thread's scratch buffer (not freed). */
+static int read_weight(const ct_st *st, const ct_st_tensor *t, unsigned char **out, ct_err *err)
+{
+    uint64_t n = t->end - t->begin;
+    if (!(*out = scratch_get(SCR_WEIGHT, n + 8)))
+        return ct_fail(err, CT_ENOMEM, "out of memory for tensor '%s'", t->name);
+    return ct_st_pread(st, t, 0, n, *out, err);
 }
 
 /* Words per row of n nb-bit codes in layout A (a code never straddles a
@@ -401,7 +442,7 @@ static int quantize_module(const tref *wr, const char *module, const qparams *qp
             goto out;
         }
     }
-    if ((rc = read_all(wr->st, w, &x, err)))
+    if ((rc = read_weight(wr->st, w, &x, err)))
         goto out;
     if (observed) {
         sb = calloc(1, s->numel * 4 + 8);
@@ -415,7 +456,7 @@ static int quantize_module(const tref *wr, const char *module, const qparams *qp
         goto out;
     }
     const int64_t qmin = -(INT64_C(1) << (nb - 1)), qmax = (INT64_C(1) << (nb - 1)) - 1;
-    codes = malloc(R * C + 8);
+    codes = scratch_get(SCR_CODES, R * C + 8);
     row = malloc(C * sizeof *row + 8);
     if (!codes || !row) {
         rc = oom(err);
@@ -538,11 +579,11 @@ static int quantize_module(const tref *wr, const char *module, const qparams *qp
         go->ref = gx, go->st = qp->gidx.st;
     }
 out:
-    free(x);
+
     free(sb);
     free(zb);
     free(gb);
-    free(codes);
+
     free(row);
     free(pn);
     free(sname);
@@ -564,16 +605,14 @@ static inline uint8_t fp4_code(float t)
 static int weight_absmax(const tref *wr, float *out, ct_err *err)
 {
     unsigned char *x;
-    int rc = read_all(wr->st, wr->t, &x, err);
+    int rc = read_weight(wr->st, wr->t, &x, err);
     if (rc)
         return rc;
     uint64_t C = (uint64_t)wr->t->shape[1], R = (uint64_t)wr->t->shape[0];
     size_t es = ct_dtype_bits(wr->t->dtype) / 8;
     float *row = malloc(C * 4 + 8), m = 0.0f;
-    if (!row) {
-        free(x);
+    if (!row)
         return oom(err);
-    }
     for (uint64_t r = 0; r < R; r++) {
         load_row(wr->t->dtype, x + r * C * es, C, row);
         for (uint64_t c = 0; c < C; c++) {
@@ -582,7 +621,7 @@ static int weight_absmax(const tref *wr, float *out, ct_err *err)
         }
     }
     free(row);
-    free(x);
+
     *out = m;
     return 0;
 }
@@ -652,7 +691,7 @@ static int nvfp4_module(const tref *wr, const char *module, const qparams *qp, c
         rc = oom(err);
         goto out;
     }
-    if ((rc = read_all(wr->st, w, &x, err)))
+    if ((rc = read_weight(wr->st, w, &x, err)))
         goto out;
     ct_dtype wd = w->dtype;
     size_t es = ct_dtype_bits(wd) / 8;
@@ -706,7 +745,7 @@ static int nvfp4_module(const tref *wr, const char *module, const qparams *qp, c
         }
     }
 out:
-    free(x);
+
     free(sb);
     free(gsb);
     free(row);
@@ -732,15 +771,19 @@ static int is_zero(ct_dtype dt, const unsigned char *p)
 static int sparse_module(const ct_st *st, const char *module, const ct_st_tensor *w, outs *o, ct_err *err)
 {
     unsigned char *x;
-    int rc = read_all(st, w, &x, err);
+    int rc = read_weight(st, w, &x, err);
     if (rc)
         return rc;
     size_t es = ct_dtype_bits(w->dtype) / 8;
     uint64_t C = w->ndim ? (uint64_t)w->shape[w->ndim - 1] : 1, rows = C ? w->numel / C : 0, mb = (C + 7) / 8;
     uint64_t nnz = 0;
-    for (uint64_t i = 0; i < w->numel; i++) {
-        int zero = is_zero(w->dtype, x + i * es);
-        nnz += !zero;
+    if (es == 2) {
+        const uint16_t *p = (const uint16_t *)x;
+        for (uint64_t i = 0; i < w->numel; i++)
+            nnz += (p[i] & 0x7fff) != 0;
+    } else {
+        for (uint64_t i = 0; i < w->numel; i++)
+            nnz += !is_zero(w->dtype, x + i * es);
     }
     char *n1 = join(module, ".compressed"), *n2 = join(module, ".bitmask"), *n3 = join(module, ".shape"),
          *n4 = join(module, ".row_offsets");
@@ -762,6 +805,19 @@ static int sparse_module(const ct_st *st, const char *module, const ct_st_tensor
             /* row_offsets: for 2-D the exclusive prefix sum per row */
             if (w->ndim == 2)
                 rop[r] = (int64_t)k;
+            if (es == 2) {
+                /* BF16/F16: the common case, without per-element calls */
+                const uint16_t *p = (const uint16_t *)(x + r * C * 2);
+                uint16_t *dv = (uint16_t *)v->data;
+                unsigned char *bmr = bm->data + r * mb;
+                for (uint64_t c = 0; c < C; c++) {
+                    unsigned nz = (p[c] & 0x7fff) != 0;
+                    bmr[c / 8] |= (unsigned char)(nz << (c % 8));
+                    dv[k] = p[c];
+                    k += nz;
+                }
+                continue;
+            }
             for (uint64_t c = 0; c < C; c++) {
                 const unsigned char *p = x + (r * C + c) * es;
                 int zero = is_zero(w->dtype, p);
@@ -777,7 +833,7 @@ static int sparse_module(const ct_st *st, const char *module, const ct_st_tensor
     free(n2);
     free(n3);
     free(n4);
-    free(x);
+
     return rc;
 }
 
@@ -852,7 +908,7 @@ static int sparse24_module(const ct_st *st, const char *module, const ct_st_tens
         return ct_fail(err, CT_EFORMAT, "module '%s': 2:4 sparsity needs a multiple of 4 columns (has %" PRIu64 ")",
                        module, C);
     unsigned char *x;
-    int rc = read_all(st, w, &x, err);
+    int rc = read_weight(st, w, &x, err);
     if (rc)
         return rc;
     size_t es = ct_dtype_bits(w->dtype) / 8;
@@ -893,7 +949,7 @@ static int sparse24_module(const ct_st *st, const char *module, const ct_st_tens
     free(n1);
     free(n2);
     free(n3);
-    free(x);
+
     return rc;
 }
 
@@ -1157,6 +1213,7 @@ static int plan(job *j, ct_err *err)
     for (size_t i = 0; i < j->nu; i++)
         j->bytes_total += j->u[i].w.t->end - j->u[i].w.t->begin;
     rc = fuse_global_scales(j, by_module, err);
+    scratch_release();
 out:
     for (size_t s = 0; used && s < j->nsh; s++)
         ct_strmap_free(used[s]);
@@ -1211,6 +1268,7 @@ static void *worker(void *arg)
             j->next++;
         if (j->rc || j->next >= j->nu) {
             pthread_mutex_unlock(&j->mu);
+            scratch_release();
             return NULL;
         }
         size_t ui = j->next++;
@@ -1287,15 +1345,26 @@ static int open_spill(const char *dst, ct_err *err)
     return fd;
 }
 
-/* Copy len bytes from fd at off (or from a source tensor) into out. */
+/* Append a tensor's bytes to out: from the spill file (in the kernel, with
+ * copy_file_range, when it can) or from its source file. */
 static int copy_out(int out, const job *j, const out_t *t, const char *label, ct_err *err)
 {
+    uint64_t done = 0;
+    if (!t->ref) {
+        loff_t in_off = (loff_t)t->spill_off;
+        while (done < t->nbytes) {
+            ssize_t n = copy_file_range(j->spill_fd, &in_off, out, NULL, t->nbytes - done, 0);
+            if (n <= 0)
+                break;   /* not supported here (or short): the loop below finishes */
+            done += (uint64_t)n;
+        }
+    }
     size_t chunk = 8u << 20;
-    unsigned char *buf = malloc(chunk);
-    if (!buf)
+    unsigned char *buf = done < t->nbytes ? malloc(chunk) : NULL;
+    if (done < t->nbytes && !buf)
         return oom(err);
     int rc = 0;
-    for (uint64_t done = 0; !rc && done < t->nbytes;) {
+    while (!rc && done < t->nbytes) {
         size_t n = t->nbytes - done < chunk ? (size_t)(t->nbytes - done) : chunk;
         rc = t->ref ? ct_st_pread(t->st, t->ref, done, n, buf, err)
                     : ct_pread_full(j->spill_fd, buf, n, t->spill_off + done, "temporary spill file", err);

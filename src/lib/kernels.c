@@ -294,6 +294,39 @@ static void fp4_bf16_avx512(const uint8_t *p, size_t n, const float *scales, siz
     }
 }
 
+/* FP8 -> BF16/F16 for long runs: the 256 possible results under this
+ * scale, computed by the portable kernel (so exact by construction), then
+ * looked up 32 codes at a time with four 64-entry word permutes. */
+__attribute__((target("avx512f,avx512bw")))
+static void dq_f8_tab_avx512(const uint8_t *q, size_t n, float s, ct_dtype od, void *out)
+{
+    if (od == CT_F32 || n < 2048) {
+        dq_f8_avx512(q, n, s, od, out);
+        return;
+    }
+    uint8_t codes[256];
+    uint16_t tab[256] __attribute__((aligned(64)));
+    for (int i = 0; i < 256; i++)
+        codes[i] = (uint8_t)i;
+    dq_f8_c(codes, 256, s, od, tab);
+    __m512i t[8];
+    for (int i = 0; i < 8; i++)
+        t[i] = _mm512_load_si512((const void *)(tab + 32 * i));
+    const __m512i b6 = _mm512_set1_epi16(64), b7 = _mm512_set1_epi16(128);
+    uint16_t *o = out;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i idx = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(q + i)));
+        __m512i r0 = _mm512_permutex2var_epi16(t[0], idx, t[1]), r1 = _mm512_permutex2var_epi16(t[2], idx, t[3]);
+        __m512i r2 = _mm512_permutex2var_epi16(t[4], idx, t[5]), r3 = _mm512_permutex2var_epi16(t[6], idx, t[7]);
+        __mmask32 m6 = _mm512_test_epi16_mask(idx, b6), m7 = _mm512_test_epi16_mask(idx, b7);
+        __m512i lo = _mm512_mask_blend_epi16(m6, r0, r1), hi = _mm512_mask_blend_epi16(m6, r2, r3);
+        _mm512_storeu_si512((void *)(o + i), _mm512_mask_blend_epi16(m7, lo, hi));
+    }
+    for (; i < n; i++)
+        o[i] = tab[q[i]];
+}
+
 /* 16-entry lookup with pshufb on the low and high bytes of the table. */
 __attribute__((target("ssse3")))
 static void lut4_ssse3(const uint8_t *p, size_t n, const uint16_t tab[16], uint16_t *out)
@@ -365,6 +398,10 @@ static void select_paths(int portable)
             K.dq_f8 = dq_f8_avx512;
             K.fp4 = fp4_bf16_avx512;
             dq = f4 = "avx512bw";
+            if (__builtin_cpu_supports("avx512vl")) {
+                K.dq_f8 = dq_f8_tab_avx512;
+                dq = "avx512bw+table";
+            }
         }
         if (__builtin_cpu_supports("ssse3")) {
             K.lut4 = lut4_ssse3;

@@ -3,6 +3,7 @@
 #include "config.h"
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -309,6 +310,11 @@ int main(int argc, char **argv)
         {"ignore", required_argument, 0, 'i'}, {"verify", no_argument, 0, 'v'},
         {"jobs", required_argument, 0, 'j'}, {"shard-size", required_argument, 0, 'z'}, {0, 0, 0, 0},
     };
+    /* The compressor allocates and frees tensor-sized buffers once per
+     * module: keep freed memory in the heap rather than handing it back to
+     * the kernel and faulting it in again for the next tensor. */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
     struct scheme_opts so = {0};
     int verify = 0;
     const char *format = NULL, *config = NULL;

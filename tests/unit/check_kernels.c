@@ -46,14 +46,14 @@ END_TEST
 
 START_TEST(t_dequant)
 {
-    uint8_t q[1000];
+    /* runs up to 5000 codes: long runs take the FP8 table path */
+    static uint8_t q[5000], a[20000], b[20000];
     static const ct_dtype ods[] = {CT_BF16, CT_F32, CT_F16};
-    uint8_t a[4000], b[4000];
     for (int it = 0; it < 600; it++) {
         fill(q, sizeof q);
-        size_t n = rnd() % 1000, off = rnd() % 16;
-        if (off + n > 1000)
-            n = 1000 - off;
+        size_t n = it % 2 ? rnd() % 1000 : 2000 + rnd() % 3000, off = rnd() % 16;
+        if (off + n > 5000)
+            n = 5000 - off;
         float s = it < 100 ? scales[it % 10] : ct_u32_as_f32((uint32_t)rnd());
         float z = (float)((int)(rnd() % 256) - 128);
         ct_dtype od = ods[it % 3];
