@@ -127,7 +127,7 @@ for name, (dt, a) in src.items():
     targeted = name.endswith(".weight") and x.ndim == 2 and not name.startswith("lm_head")
     assert ddt == ("BF16" if kind == "NVFP4A16" and targeted else dt), (name, ddt, dt)
     got = to_f32(ddt, d)
-    if not targeted:
+    if not targeted or kind == "dense":
         want = x
     elif kind == "sparse-bitmask":
         want = np.where(x == 0, 0, x)

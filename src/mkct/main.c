@@ -384,9 +384,15 @@ int main(int argc, char **argv)
         /* a preset scheme, or a sparse format, described as a config */
         char why[256] = "";
         ct_format ff = format ? ct_format_parse(format) : CT_FMT_UNSET;
-        if (!so.scheme && ff != CT_FMT_SPARSE_BITMASK && ff != CT_FMT_SPARSE_24) {
-            fprintf(stderr, "mkct: --format %s needs --scheme NAME or --config FILE\n", format);
-            return 1;
+        if (!so.scheme) {
+            /* a quantized format alone: upstream's usual scheme for it */
+            so.scheme = ff == CT_FMT_PACK ? "W4A16" : ff == CT_FMT_INT ? "W8A8" : ff == CT_FMT_FLOAT ? "FP8_DYNAMIC"
+                      : ff == CT_FMT_NVFP4 ? "NVFP4A16" : NULL;
+            if (!so.scheme && ff != CT_FMT_SPARSE_BITMASK && ff != CT_FMT_SPARSE_24) {
+                fprintf(stderr, "mkct: --format %s: writing it needs --scheme NAME or --config FILE%s\n", format,
+                        ff == CT_FMT_UNKNOWN ? " (and it is not a format mkct knows)" : "");
+                return ff == CT_FMT_UNKNOWN ? 1 : 4;
+            }
         }
         so.format = format;
         char *text = scheme_config(&so, why, sizeof why);

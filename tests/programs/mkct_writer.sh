@@ -96,8 +96,8 @@ expect_exit 1 "unknown scheme" "$MKCT" --scheme W5A3 "$TMP/ct-0.18.0_w4a16_g128_
 # format written, read back by the core reader, equals numpy's expectation.
 /usr/bin/python3 "$top_srcdir/tests/gen_roundtrip.py" make "$TMP"
 for dt in f32 f16 bf16; do
-    for kind in sparse-bitmask sparse-24-bitmask W4A16 W4A16_ASYM W8A16 W8A8 FP8_DYNAMIC FP8_BLOCK NVFP4A16; do
-        case $kind in sparse*) how="--format $kind" ;; *) how="--scheme $kind" ;; esac
+    for kind in dense sparse-bitmask sparse-24-bitmask W4A16 W4A16_ASYM W8A16 W8A8 FP8_DYNAMIC FP8_BLOCK NVFP4A16; do
+        case $kind in sparse*|dense) how="--format $kind" ;; *) how="--scheme $kind" ;; esac
         out="$TMP/rt.$dt.$kind"
         if "$MKCT" $how "$TMP/$dt.safetensors" "$out" 2>"$TMP/err" && "$MKCT" -q --format dense "$out" "$out.dense" 2>>"$TMP/err"; then
             check "$dt $kind: written, read back as expected" /usr/bin/python3 "$top_srcdir/tests/gen_roundtrip.py" check "$kind" "$TMP/$dt.safetensors" "$out.dense"
@@ -144,6 +144,13 @@ open(sys.argv[1], "wb").write(b)
 PY
 expect_exit 3 "--verify rejects a corrupted file" "$MKCT" --verify "$TMP/bf16.safetensors" "$TMP/v.safetensors"
 check "...naming the tensor" grep -q "up_proj.weight' \[" "$TMP/err"
+
+# A quantized --format alone takes upstream's usual scheme for it.
+for pair in pack-quantized:W4A16 int-quantized:W8A8 float-quantized:FP8_DYNAMIC nvfp4-pack-quantized:NVFP4A16; do
+    f=${pair%%:*} sc=${pair#*:}
+    "$MKCT" -q --format "$f" "$TMP/bf16.safetensors" "$TMP/fmt.$f" 2>"$TMP/err"
+    check "--format $f alone is --scheme $sc" cmp "$TMP/fmt.$f" "$TMP/rt.bf16.$sc"
+done
 
 # FP8 (static activations) from a checkpoint holding calibrated
 # input_scale tensors: weights quantized per tensor, input_scale kept.
