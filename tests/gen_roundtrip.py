@@ -73,7 +73,7 @@ if sys.argv[1] == "make":
     base = {}
     for l in range(2):
         for m, shape in (("self_attn.q_proj", (64, 256)), ("self_attn.o_proj", (64, 256)),
-                         ("mlp.up_proj", (128, 256)), ("mlp.down_proj", (64, 384)),
+                         ("mlp.up_proj", (512, 256)), ("mlp.down_proj", (64, 384)),
                          ("self_attn.k_proj", (32, 256)), ("self_attn.v_proj", (32, 256)),
                          ("mlp.gate_proj", (128, 256))):
             base[f"model.layers.{l}.{m}.weight"] = rng.standard_normal(shape).astype(np.float32) * (0.05 + 0.02 * len(m) % 7)

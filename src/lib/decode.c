@@ -441,6 +441,8 @@ typedef struct qctx {
     uint64_t zr0;             /* first row of zps */
     int64_t *gidx;            /* C entries or NULL */
     uint16_t *gtabs;          /* k * 16 per-group tables (activation order) */
+    uint8_t *scodes;          /* NVFP4 by table: the raw FP8 scale codes (nsr * k) */
+    uint16_t *fp4tab;         /* ...and the 256 x 16 results (ct_k_fp4_table) */
     float vals16[16];         /* value of table index u (ncodes <= 16; rest 0) */
     float lut[256];
     unsigned ncodes;
@@ -580,14 +582,35 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
         rc = nomem(err, t);
         goto out;
     }
-    if ((rc = load_scales(&r->scale, q.sr0 * k, q.nsr * k, e8m0, q.scales, err)))
-        goto out;
-    if (r->kind == CT_K_NVFP4) {
-        float g;
+    /* NVFP4 runs to BF16 go by table when big enough: 4096 products once
+     * (ct_k_fp4_table) instead of one per element, and the group scales
+     * are then the table's 256 values picked by the stored FP8 codes. */
+    if (r->kind == CT_K_NVFP4 && t->info.dtype == CT_BF16 && r->scale.t->dtype == CT_F8_E4M3 && r->gs % 16 == 0
+        && n * C >= 65536) {
+        float g, s256[256];
         if ((rc = load_scales(&r->gscale, 0, 1, 0, &g, err)))
             goto out;
+        for (int c = 0; c < 256; c++)
+            s256[c] = f8_table()[c] / g;
+        if (!(q.scodes = aalloc(q.nsr * k + 8)) || !(q.fp4tab = aalloc(4096 * sizeof *q.fp4tab))) {
+            rc = nomem(err, t);
+            goto out;
+        }
+        if ((rc = rd(&r->scale, q.sr0 * k, q.nsr * k, q.scodes, err)))
+            goto out;
         for (uint64_t i = 0; i < q.nsr * k; i++)
-            q.scales[i] = q.scales[i] / g;
+            q.scales[i] = s256[q.scodes[i]];
+        ct_k_fp4_table(s256, q.fp4tab);
+    } else {
+        if ((rc = load_scales(&r->scale, q.sr0 * k, q.nsr * k, e8m0, q.scales, err)))
+            goto out;
+        if (r->kind == CT_K_NVFP4) {
+            float g;
+            if ((rc = load_scales(&r->gscale, 0, 1, 0, &g, err)))
+                goto out;
+            for (uint64_t i = 0; i < q.nsr * k; i++)
+                q.scales[i] = q.scales[i] / g;
+        }
     }
     /* zero points, per row, as floats */
     if (r->zp.t) {
@@ -687,9 +710,13 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
         int fp4 = r->kind == CT_K_NVFP4 || r->kind == CT_K_MXFP4;
         /* whole groups only: the kernel indexes scales from c_lo */
         if (fp4 && t->info.dtype == CT_BF16 && r->gs % 16 == 0 && c_lo % r->gs == 0 && (c_hi - c_lo) % 16 == 0) {
-            const float *srow = q.scales + (scale_row_of(r, row) - q.sr0) * r->scale_cols;
-            ct_k_fp4_bf16((const uint8_t *)src + c_lo / 2, c_hi - c_lo, srow + c_lo / r->gs, r->gs,
-                          (uint16_t *)(out + (row * C + c_lo - e0) * es));
+            uint64_t so = (scale_row_of(r, row) - q.sr0) * r->scale_cols + c_lo / r->gs;
+            if (q.fp4tab)
+                ct_k_fp4_bf16_coded((const uint8_t *)src + c_lo / 2, c_hi - c_lo, q.scodes + so, r->gs, q.fp4tab,
+                                    (uint16_t *)(out + (row * C + c_lo - e0) * es));
+            else
+                ct_k_fp4_bf16((const uint8_t *)src + c_lo / 2, c_hi - c_lo, q.scales + so, r->gs,
+                              (uint16_t *)(out + (row * C + c_lo - e0) * es));
             continue;
         }
         int four = (r->kind == CT_K_PACK && r->nbits == 4) || fp4;

@@ -327,6 +327,41 @@ static void dq_f8_tab_avx512(const uint8_t *q, size_t n, float s, ct_dtype od, v
         o[i] = tab[q[i]];
 }
 
+static void fp4_coded_c(const uint8_t *p, size_t n, const uint8_t *codes, size_t gs, const uint16_t *tab,
+                        uint16_t *out)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = tab[codes[i / gs] * 16u + ((p[i >> 1] >> ((i & 1) * 4)) & 15u)];
+}
+
+/* 32 elements per step: bytes widened to dwords holding (low, high)
+ * nibble words, offset by 16 in the upper half, looked up in a 32-word
+ * register holding the two groups' 16-entry tables. */
+__attribute__((target("avx512f,avx512bw")))
+static void fp4_coded_avx512(const uint8_t *p, size_t n, const uint8_t *codes, size_t gs, const uint16_t *tab,
+                             uint16_t *out)
+{
+    const __m512i m15 = _mm512_set1_epi32(15);
+    const __m512i hi16 = _mm512_set_epi32(16 | 16 << 16, 16 | 16 << 16, 16 | 16 << 16, 16 | 16 << 16,
+                                          16 | 16 << 16, 16 | 16 << 16, 16 | 16 << 16, 16 | 16 << 16, 0, 0, 0, 0,
+                                          0, 0, 0, 0);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const uint16_t *ta = tab + codes[i / gs] * 16u, *tb = tab + codes[(i + 16) / gs] * 16u;
+        __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)ta)),
+                                       _mm256_loadu_si256((const __m256i *)tb), 1);
+        __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + i / 2)));
+        __m512i idx = _mm512_or_si512(_mm512_or_si512(_mm512_and_si512(d, m15),
+                                                      _mm512_slli_epi32(_mm512_srli_epi32(d, 4), 16)), hi16);
+        if ((uintptr_t)(out + i) & 63)
+            _mm512_storeu_si512((void *)(out + i), _mm512_permutexvar_epi16(idx, t));
+        else
+            _mm512_stream_si512((void *)(out + i), _mm512_permutexvar_epi16(idx, t));
+    }
+    _mm_sfence();
+    fp4_coded_c(p + i / 2, n - i, codes + i / gs, gs, tab, out + i);
+}
+
 /* 16-entry lookup with pshufb on the low and high bytes of the table. */
 __attribute__((target("ssse3")))
 static void lut4_ssse3(const uint8_t *p, size_t n, const uint16_t tab[16], uint16_t *out)
@@ -367,6 +402,7 @@ static struct {
     void (*dq_i8)(const uint8_t *, size_t, float, float, ct_dtype, void *);
     void (*dq_f8)(const uint8_t *, size_t, float, ct_dtype, void *);
     void (*fp4)(const uint8_t *, size_t, const float *, size_t, uint16_t *);
+    void (*fp4c)(const uint8_t *, size_t, const uint8_t *, size_t, const uint16_t *, uint16_t *);
     char paths[200];
 } K;
 
@@ -378,6 +414,7 @@ static void select_paths(int portable)
     K.dq_i8 = dq_i8_c;
     K.dq_f8 = dq_f8_c;
     K.fp4 = fp4_bf16_c;
+    K.fp4c = fp4_coded_c;
     const char *sc = "c", *pc = "c", *lu = "c", *dq = "c", *f4 = "c";
 #ifdef CT_X86
     if (!portable) {
@@ -397,6 +434,7 @@ static void select_paths(int portable)
             K.dq_i8 = dq_i8_avx512;
             K.dq_f8 = dq_f8_avx512;
             K.fp4 = fp4_bf16_avx512;
+            K.fp4c = fp4_coded_avx512;
             dq = f4 = "avx512bw";
             if (__builtin_cpu_supports("avx512vl")) {
                 K.dq_f8 = dq_f8_tab_avx512;
@@ -459,4 +497,18 @@ void ct_k_fp4_bf16(const uint8_t *packed, size_t n, const float *scales, size_t 
 {
     ensure();
     K.fp4(packed, n, scales, gs, out);
+}
+
+void ct_k_fp4_table(const float s[256], uint16_t tab[4096])
+{
+    for (int k = 0; k < 256; k++)
+        for (int c = 0; c < 16; c++)
+            tab[k * 16 + c] = to_bf16(ct_fp4_to_f32((uint8_t)c) * s[k]);
+}
+
+void ct_k_fp4_bf16_coded(const uint8_t *packed, size_t n, const uint8_t *codes, size_t gs, const uint16_t *tab,
+                         uint16_t *out)
+{
+    ensure();
+    K.fp4c(packed, n, codes, gs, tab, out);
 }

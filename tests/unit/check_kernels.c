@@ -109,6 +109,41 @@ START_TEST(t_lut_and_fp4)
 }
 END_TEST
 
+/* NVFP4 by table (scale codes) against the float kernel with the same
+ * scales, portable and SIMD, every scale code and nibble. */
+START_TEST(t_fp4_coded)
+{
+    static uint8_t p[2048], codes[4096 / 16];
+    static uint16_t tab[4096], a[4096], b[4096], c[4096];
+    static float s256[256], sc[4096 / 16];
+    for (int it = 0; it < 200; it++) {
+        float g = it < 20 ? 1.0f : ct_u32_as_f32(0x3f000000u + (uint32_t)(rnd() % 0x03000000u));   /* 0.5 .. 2^6 */
+        for (int k = 0; k < 256; k++)
+            s256[k] = ct_f8e4m3_to_f32((uint8_t)k) / g;
+        ct_k_fp4_table(s256, tab);
+        fill(p, sizeof p);
+        fill(codes, sizeof codes);
+        if (it < 2)
+            for (int k = 0; k < 256; k++)
+                codes[k] = (uint8_t)k;   /* every code */
+        size_t gs = 16u << (rnd() % 2), n = 16 * (1 + rnd() % 256);
+        for (size_t gi = 0; gi < (n + gs - 1) / gs; gi++)
+            sc[gi] = s256[codes[gi]];
+        ct_k_force_portable(1);
+        memset(a, 0, sizeof a);
+        ct_k_fp4_bf16(p, n, sc, gs, a);
+        memset(b, 0, sizeof b);
+        ct_k_fp4_bf16_coded(p, n, codes, gs, tab, b);
+        ct_k_force_portable(0);
+        memset(c, 0, sizeof c);
+        ct_k_fp4_bf16_coded(p, n, codes, gs, tab, c);
+        ck_assert_msg(memcmp(a, b, sizeof a) == 0, "portable coded n=%zu gs=%zu", n, gs);
+        ck_assert_msg(memcmp(a, c, sizeof a) == 0, "simd coded n=%zu gs=%zu", n, gs);
+    }
+}
+END_TEST
+
+
 int main(void)
 {
     Suite *s = suite_create("kernels");
@@ -117,6 +152,7 @@ int main(void)
     tcase_add_test(tc, t_scatter);
     tcase_add_test(tc, t_dequant);
     tcase_add_test(tc, t_lut_and_fp4);
+    tcase_add_test(tc, t_fp4_coded);
     suite_add_tcase(s, tc);
     ct_k_force_portable(0);
     printf("# kernel paths: %s\n", ct_k_paths());
