@@ -543,11 +543,14 @@ static int fused4_row(const ct_recipe *r, const qctx *q, uint64_t row, const uin
         uint64_t end = (g + 1) * r->gs;
         if (end > c_hi)
             end = c_hi;
-        small_table(q, zrow ? zrow[g] : 0.0f, srow[g], od, tab);
-        if (q->signed_codes) {
-            /* table is indexed by code + 8, stored nibbles are exactly that */
+        /* the table is indexed by the stored nibble (signed codes: code + 8) */
+        if (od == CT_BF16) {
+            ct_k_lut4_scaled_bf16(packed + c / 2, end - c, q->vals16, zrow ? zrow[g] : 0.0f, srow[g],
+                                  dst + (c - c_lo));
+        } else {
+            small_table(q, zrow ? zrow[g] : 0.0f, srow[g], od, tab);
+            ct_k_lut4_u16(packed + c / 2, end - c, tab, dst + (c - c_lo));
         }
-        ct_k_lut4_u16(packed + c / 2, end - c, tab, dst + (c - c_lo));
         c = end;
     }
     return 0;

@@ -362,6 +362,34 @@ static void fp4_coded_avx512(const uint8_t *p, size_t n, const uint8_t *codes, s
     fp4_coded_c(p + i / 2, n - i, codes + i / gs, gs, tab, out + i);
 }
 
+static void lut4s_c(const uint8_t *p, size_t n, const float v[16], float z, float s, uint16_t *out)
+{
+    uint16_t tab[16];
+    table16_vec(v, z, s, CT_BF16, tab);
+    lut4_c(p, n, tab, out);
+}
+
+/* The group's table in a register (same sub, mul and rounding as
+ * table16_vec), then 32 nibbles per step: bytes widened to dwords holding
+ * (low, high) nibble words, one word permute. */
+__attribute__((target("avx512f,avx512bw")))
+static void lut4s_avx512(const uint8_t *p, size_t n, const float v[16], float z, float s, uint16_t *out)
+{
+    __m256i t16 = bf16x16(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(v), _mm512_set1_ps(z)), _mm512_set1_ps(s)));
+    const __m512i t = _mm512_zextsi256_si512(t16), m15 = _mm512_set1_epi32(15);
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + i / 2)));
+        __m512i idx = _mm512_or_si512(_mm512_and_si512(d, m15), _mm512_slli_epi32(_mm512_srli_epi32(d, 4), 16));
+        _mm512_storeu_si512((void *)(out + i), _mm512_permutexvar_epi16(idx, t));
+    }
+    if (i < n) {
+        uint16_t tab[16];
+        _mm256_storeu_si256((__m256i *)tab, t16);
+        lut4_c(p + i / 2, n - i, tab, out + i);
+    }
+}
+
 /* 16-entry lookup with pshufb on the low and high bytes of the table. */
 __attribute__((target("ssse3")))
 static void lut4_ssse3(const uint8_t *p, size_t n, const uint16_t tab[16], uint16_t *out)
@@ -402,6 +430,7 @@ static struct {
     void (*dq_i8)(const uint8_t *, size_t, float, float, ct_dtype, void *);
     void (*dq_f8)(const uint8_t *, size_t, float, ct_dtype, void *);
     void (*fp4)(const uint8_t *, size_t, const float *, size_t, uint16_t *);
+    void (*lut4s)(const uint8_t *, size_t, const float *, float, float, uint16_t *);
     void (*fp4c)(const uint8_t *, size_t, const uint8_t *, size_t, const uint16_t *, uint16_t *);
     char paths[200];
 } K;
@@ -415,6 +444,7 @@ static void select_paths(int portable)
     K.dq_f8 = dq_f8_c;
     K.fp4 = fp4_bf16_c;
     K.fp4c = fp4_coded_c;
+    K.lut4s = lut4s_c;
     const char *sc = "c", *pc = "c", *lu = "c", *dq = "c", *f4 = "c";
 #ifdef CT_X86
     if (!portable) {
@@ -435,6 +465,8 @@ static void select_paths(int portable)
             K.dq_f8 = dq_f8_avx512;
             K.fp4 = fp4_bf16_avx512;
             K.fp4c = fp4_coded_avx512;
+            K.lut4s = lut4s_avx512;
+            lu = "ssse3, avx512bw (scaled)";
             dq = f4 = "avx512bw";
             if (__builtin_cpu_supports("avx512vl")) {
                 K.dq_f8 = dq_f8_tab_avx512;
@@ -511,4 +543,10 @@ void ct_k_fp4_bf16_coded(const uint8_t *packed, size_t n, const uint8_t *codes, 
 {
     ensure();
     K.fp4c(packed, n, codes, gs, tab, out);
+}
+
+void ct_k_lut4_scaled_bf16(const uint8_t *packed, size_t n, const float v[16], float z, float s, uint16_t *out)
+{
+    ensure();
+    K.lut4s(packed, n, v, z, s, out);
 }

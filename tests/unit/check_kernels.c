@@ -88,6 +88,19 @@ START_TEST(t_lut_and_fp4)
         memset(b, 0, sizeof b);
         ct_k_lut4_u16(p, n, tab, b);
         ck_assert_msg(memcmp(a, b, sizeof a) == 0, "lut4 n=%zu", n);
+        {
+            float v16[16];
+            for (int u = 0; u < 16; u++)
+                v16[u] = (float)(u - 8);
+            float z = it % 3 ? 0.0f : (float)(int)(rnd() % 16) - 8.0f;
+            ct_k_force_portable(1);
+            memset(a, 0, sizeof a);
+            ct_k_lut4_scaled_bf16(p, n, v16, z, sc[0], a);
+            ct_k_force_portable(0);
+            memset(b, 0, sizeof b);
+            ct_k_lut4_scaled_bf16(p, n, v16, z, sc[0], b);
+            ck_assert_msg(memcmp(a, b, sizeof a) == 0, "lut4 scaled n=%zu s=%a z=%g", n, (double)sc[0], (double)z);
+        }
         size_t gs = 16u << (rnd() % 2), m = 16 * (rnd() % 75);
         ct_k_force_portable(1);
         memset(a, 0, sizeof a);
