@@ -601,8 +601,13 @@ static int quant_rows(const ct_dtensor *t, uint64_t r0, uint64_t n, uint64_t e0,
         }
         if ((rc = rd(&r->scale, q.sr0 * k, q.nsr * k, q.scodes, err)))
             goto out;
+        /* float scales are only needed where a row cannot take the table
+         * path: the first and last rows (partial groups), or every row when
+         * the columns are not whole groups of 16 */
+        int all = C % 16 != 0;
         for (uint64_t i = 0; i < q.nsr * k; i++)
-            q.scales[i] = s256[q.scodes[i]];
+            if (all || i < k || i >= (q.nsr - 1) * k)
+                q.scales[i] = s256[q.scodes[i]];
         ct_k_fp4_table(s256, q.fp4tab);
     } else {
         if ((rc = load_scales(&r->scale, q.sr0 * k, q.nsr * k, e8m0, q.scales, err)))

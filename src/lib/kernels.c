@@ -294,26 +294,15 @@ static void fp4_bf16_avx512(const uint8_t *p, size_t n, const float *scales, siz
     }
 }
 
-/* FP8 -> BF16/F16 for long runs: the 256 possible results under this
- * scale, computed by the portable kernel (so exact by construction), then
- * looked up 32 codes at a time with four 64-entry word permutes. */
+/* Look n codes up in a 256-entry u16 table, 32 at a time with four
+ * 64-entry word permutes. */
 __attribute__((target("avx512f,avx512bw")))
-static void dq_f8_tab_avx512(const uint8_t *q, size_t n, float s, ct_dtype od, void *out)
+static void lookup256_avx512(const uint8_t *q, size_t n, const uint16_t tab[256], uint16_t *o)
 {
-    if (od == CT_F32 || n < 2048) {
-        dq_f8_avx512(q, n, s, od, out);
-        return;
-    }
-    uint8_t codes[256];
-    uint16_t tab[256] __attribute__((aligned(64)));
-    for (int i = 0; i < 256; i++)
-        codes[i] = (uint8_t)i;
-    dq_f8_c(codes, 256, s, od, tab);
     __m512i t[8];
     for (int i = 0; i < 8; i++)
-        t[i] = _mm512_load_si512((const void *)(tab + 32 * i));
+        t[i] = _mm512_loadu_si512((const void *)(tab + 32 * i));
     const __m512i b6 = _mm512_set1_epi16(64), b7 = _mm512_set1_epi16(128);
-    uint16_t *o = out;
     size_t i = 0;
     for (; i + 32 <= n; i += 32) {
         __m512i idx = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(q + i)));
@@ -325,6 +314,46 @@ static void dq_f8_tab_avx512(const uint8_t *q, size_t n, float s, ct_dtype od, v
     }
     for (; i < n; i++)
         o[i] = tab[q[i]];
+}
+
+/* FP8 -> BF16/F16 for long runs: the 256 possible results under this
+ * scale (by the AVX-512 kernel for BF16, bit-identical to the portable one
+ * as check_kernels verifies; by the portable one for F16), then a lookup. */
+__attribute__((target("avx512f,avx512bw")))
+static void dq_f8_tab_avx512(const uint8_t *q, size_t n, float s, ct_dtype od, void *out)
+{
+    if (od == CT_F32 || n < 2048) {
+        dq_f8_avx512(q, n, s, od, out);
+        return;
+    }
+    uint8_t codes[256];
+    uint16_t tab[256];
+    for (int i = 0; i < 256; i++)
+        codes[i] = (uint8_t)i;
+    if (od == CT_BF16)
+        dq_f8_avx512(codes, 256, s, od, tab);
+    else
+        dq_f8_c(codes, 256, s, od, tab);
+    lookup256_avx512(q, n, tab, out);
+}
+
+/* The same for int8 codes (any byte may occur): (code - z) * s. */
+__attribute__((target("avx512f,avx512bw")))
+static void dq_i8_tab_avx512(const uint8_t *q, size_t n, float z, float s, ct_dtype od, void *out)
+{
+    if (od == CT_F32 || n < 2048) {
+        dq_i8_avx512(q, n, z, s, od, out);
+        return;
+    }
+    uint8_t codes[256];
+    uint16_t tab[256];
+    for (int i = 0; i < 256; i++)
+        codes[i] = (uint8_t)i;
+    if (od == CT_BF16)
+        dq_i8_avx512(codes, 256, z, s, od, tab);
+    else
+        dq_i8_c(codes, 256, z, s, od, tab);
+    lookup256_avx512(q, n, tab, out);
 }
 
 static void fp4_coded_c(const uint8_t *p, size_t n, const uint8_t *codes, size_t gs, const uint16_t *tab,
@@ -470,6 +499,7 @@ static void select_paths(int portable)
             dq = f4 = "avx512bw";
             if (__builtin_cpu_supports("avx512vl")) {
                 K.dq_f8 = dq_f8_tab_avx512;
+                K.dq_i8 = dq_i8_tab_avx512;
                 dq = "avx512bw+table";
             }
         }
@@ -533,9 +563,13 @@ void ct_k_fp4_bf16(const uint8_t *packed, size_t n, const float *scales, size_t 
 
 void ct_k_fp4_table(const float s[256], uint16_t tab[4096])
 {
+    /* row k is what the fp4 kernel gives for the 16 codes (bytes 0x10,
+     * 0x32, ..., 0xfe) under scale s[k] */
+    uint8_t codes[8];
+    for (int c = 0; c < 8; c++)
+        codes[c] = (uint8_t)(2 * c | (2 * c + 1) << 4);
     for (int k = 0; k < 256; k++)
-        for (int c = 0; c < 16; c++)
-            tab[k * 16 + c] = to_bf16(ct_fp4_to_f32((uint8_t)c) * s[k]);
+        ct_k_fp4_bf16(codes, 16, s + k, 16, tab + 16 * k);
 }
 
 void ct_k_fp4_bf16_coded(const uint8_t *packed, size_t n, const uint8_t *codes, size_t gs, const uint16_t *tab,
