@@ -349,6 +349,18 @@ typedef struct qparams {
 
 static int oom(ct_err *err) { return ct_fail(err, CT_ENOMEM, "out of memory"); }
 
+/* A quantization parameter in the output: bytes computed here (data), or
+ * else the source tensor t of file st, copied as stored. */
+static out_t *push_param(outs *o, const ct_st_tensor *t, const ct_st *st, const unsigned char *data)
+{
+    out_t *p = data ? push_data(o, t->name, t->dtype, t->ndim, t->shape) : push(o, t->name, t->dtype, t->ndim, t->shape);
+    if (p && data)
+        memcpy(p->data, data, p->nbytes);
+    else if (p)
+        p->ref = t, p->st = st;
+    return p;
+}
+
 /* Quantize one module's weight to int or FP8 codes (format note §1.3, §1.4)
  * with the stored parameters, or the observer's when none are stored. */
 static int quantize_module(const tref *wr, const char *module, const qparams *qp, const ct_qgroup *g, ct_format fmt,
@@ -527,15 +539,10 @@ static int quantize_module(const tref *wr, const char *module, const qparams *qp
     /* qparams: scale as stored; zero point only when asymmetric (packed
      * along rows for pack-quantized group/channel/block); g_idx as stored
      * when activation ordering is on */
-    out_t *so = observed ? push_data(o, s->name, s->dtype, s->ndim, s->shape) : push(o, s->name, s->dtype, s->ndim, s->shape);
-    if (!so) {
+    if (!push_param(o, s, qp->scale.st, observed ? sb : NULL)) {
         rc = oom(err);
         goto out;
     }
-    if (observed)
-        memcpy(so->data, sb, so->nbytes);
-    else
-        so->ref = s, so->st = qp->scale.st;
     if (z && !sym && fmt == CT_FMT_PACK && a->strategy != CT_STRAT_TENSOR) {
         uint64_t ZR = q.SR, Wz = packed_words(ZR, nb, layout_b);
         int64_t zshape[2] = {(int64_t)Wz, (int64_t)q.k};
@@ -558,17 +565,9 @@ static int quantize_module(const tref *wr, const char *module, const qparams *qp
         }
         free(col);
         free(words);
-    } else if (z && !sym) {
-        out_t *zo = observed ? push_data(o, z->name, z->dtype, z->ndim, z->shape)
-                             : push(o, z->name, z->dtype, z->ndim, z->shape);
-        if (!zo) {
-            rc = oom(err);
-            goto out;
-        }
-        if (observed)
-            memcpy(zo->data, zb, zo->nbytes);
-        else
-            zo->ref = z, zo->st = qp->zp.st;
+    } else if (z && !sym && !push_param(o, z, qp->zp.st, observed ? zb : NULL)) {
+        rc = oom(err);
+        goto out;
     }
     if (gx && a->actorder) {
         out_t *go = push(o, gx->name, gx->dtype, gx->ndim, gx->shape);
@@ -1092,6 +1091,18 @@ static int fuse_global_scales(job *j, ct_strmap *by_module, ct_err *err)
     return 0;
 }
 
+/* The next work unit (j->u has room for every tensor). */
+static unit *new_unit(job *j, int kind, size_t shard, const ct_st_tensor *t)
+{
+    unit *u = &j->u[j->nu++];
+    u->kind = kind;
+    u->shard = shard;
+    u->w.st = j->st[shard];
+    u->w.t = t;
+    u->gscale = NAN;
+    return u;
+}
+
 static int plan(job *j, ct_err *err)
 {
     int rc = 0;
@@ -1151,15 +1162,10 @@ static int plan(job *j, ct_err *err)
                 free(module);
                 continue;
             }
-            unit *u = &j->u[j->nu++];
-            u->kind = kind;
-            u->shard = s;
-            u->w.st = j->st[s];
-            u->w.t = t;
+            unit *u = new_unit(j, kind, s, t);
             u->module = module;
             u->g = g;
             u->fmt = fmt;
-            u->gscale = NAN;
             ct_strmap_put(used[s], t->name, 1);
             ct_strmap_put(by_module, module, j->nu - 1);
             nmod++;
@@ -1202,12 +1208,7 @@ static int plan(job *j, ct_err *err)
             const ct_st_tensor *t = ct_st_get(j->st[s], i);
             if (ct_strmap_get(used[s], t->name, NULL))
                 continue;
-            unit *u = &j->u[j->nu++];
-            u->kind = U_PASS;
-            u->shard = s;
-            u->w.st = j->st[s];
-            u->w.t = t;
-            u->gscale = NAN;
+            new_unit(j, U_PASS, s, t);
         }
     j->units_total = j->nu;
     for (size_t i = 0; i < j->nu; i++)
@@ -1708,6 +1709,18 @@ out:
     return rc;
 }
 
+static void close_sources(job *j)
+{
+    for (size_t s = 0; s < j->nsh; s++) {
+        if (j->st)
+            ct_st_close(j->st[s]);
+        if (j->shard_names)
+            free(j->shard_names[s]);
+    }
+    free(j->st);
+    free(j->shard_names);
+}
+
 int ct_compress(const char *src, const char *dst, const ct_compress_opts *opt, ct_err *err)
 {
     job j = {.opt = opt, .spill_fd = -1};
@@ -1794,14 +1807,7 @@ out:
         free(j.u[i].module);
     free(j.u);
     free_outs(&j.out);
-    for (size_t s = 0; s < j.nsh; s++) {
-        if (j.st)
-            ct_st_close(j.st[s]);
-        if (j.shard_names)
-            free(j.shard_names[s]);
-    }
-    free(j.st);
-    free(j.shard_names);
+    close_sources(&j);
     free(j.qc);
     cJSON_Delete(qj);
     ct_config_free(j.cfg);
@@ -1901,13 +1907,6 @@ int ct_verify(const char *src, const char *dst, ct_err *err)
         rc = ct_fail(err, CT_EFORMAT, "verify: no tensor of the source is in the output");
 out:
     ct_source_close(out);
-    for (size_t s = 0; s < j.nsh; s++) {
-        if (j.st)
-            ct_st_close(j.st[s]);
-        if (j.shard_names)
-            free(j.shard_names[s]);
-    }
-    free(j.st);
-    free(j.shard_names);
+    close_sources(&j);
     return rc;
 }
