@@ -8,21 +8,15 @@ with config.json (mixed: one group per format) and a 2-shard index.
 """
 import json, struct, sys
 import numpy as np
+import stfile
 
 out, R, C = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rng = np.random.default_rng(3)
 
 def save(path, tensors):
-    hdr, off, blobs = {"__metadata__": {"format": "pt"}}, 0, []
-    for name, (dt, shape, arr) in tensors.items():
-        b = arr.tobytes()
-        hdr[name] = {"dtype": dt, "shape": list(shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    h = json.dumps(hdr, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+    """tensors: {name: (dtype, shape, array)}"""
+    stfile.save(path, {k: (dt, np.asarray(a).reshape(shape)) for k, (dt, shape, a) in tensors.items()},
+                {"format": "pt"})
 
 import os
 os.makedirs(out, exist_ok=True)

@@ -7,25 +7,12 @@ Writes OUTDIR/<case>/model.safetensors (+ config.json where needed) and
 OUTDIR/<case>/expected.safetensors; prints the case names."""
 import json, os, struct, sys
 import numpy as np
+from stfile import save
 
 OUT = sys.argv[1]
 rng = np.random.default_rng(20261122)
 
 # ---------------------------------------------------------------- helpers
-def save(path, tensors, meta=None):
-    hdr, off, blobs = {}, 0, []
-    if meta is not None:
-        hdr["__metadata__"] = meta
-    for name, (dt, arr) in tensors.items():
-        b = np.ascontiguousarray(arr).tobytes()
-        hdr[name] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    h = json.dumps(hdr, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
 def bf16(x):
     """float32 -> bf16 bits, round to nearest even, NaN kept quiet."""
     u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)

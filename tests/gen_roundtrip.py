@@ -13,17 +13,7 @@
                                     gate/up as llm-compressor fuses them)."""
 import json, struct, sys
 import numpy as np
-
-def save(path, tensors):
-    hdr, off, blobs = {}, 0, []
-    for name, (dt, arr) in tensors.items():
-        b = np.ascontiguousarray(arr).tobytes()
-        hdr[name] = {"dtype": dt, "shape": list(arr.shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    h = json.dumps(hdr, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    open(path, "wb").write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
+from stfile import save
 
 def load(path):
     b = open(path, "rb").read()

@@ -12,6 +12,10 @@
 /* ------------------------------------------------------------------ */
 /* portable */
 
+/* 0..255, for building 256-entry result tables with the kernels (filled
+ * when the kernel paths are chosen, before any kernel runs). */
+static uint8_t all_codes[256];
+
 static uint64_t popcount_c(const uint8_t *m, uint64_t nbits)
 {
     uint64_t n = 0, i = 0;
@@ -326,14 +330,11 @@ static void dq_f8_tab_avx512(const uint8_t *q, size_t n, float s, ct_dtype od, v
         dq_f8_avx512(q, n, s, od, out);
         return;
     }
-    uint8_t codes[256];
     uint16_t tab[256];
-    for (int i = 0; i < 256; i++)
-        codes[i] = (uint8_t)i;
     if (od == CT_BF16)
-        dq_f8_avx512(codes, 256, s, od, tab);
+        dq_f8_avx512(all_codes, 256, s, od, tab);
     else
-        dq_f8_c(codes, 256, s, od, tab);
+        dq_f8_c(all_codes, 256, s, od, tab);
     lookup256_avx512(q, n, tab, out);
 }
 
@@ -345,14 +346,11 @@ static void dq_i8_tab_avx512(const uint8_t *q, size_t n, float z, float s, ct_dt
         dq_i8_avx512(q, n, z, s, od, out);
         return;
     }
-    uint8_t codes[256];
     uint16_t tab[256];
-    for (int i = 0; i < 256; i++)
-        codes[i] = (uint8_t)i;
     if (od == CT_BF16)
-        dq_i8_avx512(codes, 256, z, s, od, tab);
+        dq_i8_avx512(all_codes, 256, z, s, od, tab);
     else
-        dq_i8_c(codes, 256, z, s, od, tab);
+        dq_i8_c(all_codes, 256, z, s, od, tab);
     lookup256_avx512(q, n, tab, out);
 }
 
@@ -466,6 +464,8 @@ static struct {
 
 static void select_paths(int portable)
 {
+    for (int i = 0; i < 256; i++)
+        all_codes[i] = (uint8_t)i;
     K.scatter = scatter_c;
     K.popcount = popcount_c;
     K.lut4 = lut4_c;
