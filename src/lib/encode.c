@@ -277,7 +277,7 @@ static int geometry(const char *module, const ct_qargs *a, uint64_t R, uint64_t 
 
 /* Per scale cell, min(min, 0) and max(max, 0) of its elements (block
  * padding is zeros, which the clipping to 0 already accounts for). */
-static int minmax(ct_dtype wd, const unsigned char *x, const qgeom *q, float *mn, float *mx, float *row)
+static void minmax(ct_dtype wd, const unsigned char *x, const qgeom *q, float *mn, float *mx, float *row)
 {
     size_t es = ct_dtype_bits(wd) / 8;
     for (uint64_t j = 0; j < q->SR * q->k; j++)
@@ -296,7 +296,6 @@ static int minmax(ct_dtype wd, const unsigned char *x, const qgeom *q, float *mn
             mx[j] = hi;
         }
     }
-    return 0;
 }
 
 /* Quantization parameters as upstream's min-max observer and
@@ -578,7 +577,6 @@ static int quantize_module(const tref *wr, const char *module, const qparams *qp
         go->ref = gx, go->st = qp->gidx.st;
     }
 out:
-
     free(sb);
     free(zb);
     free(gb);
@@ -607,21 +605,14 @@ static int weight_absmax(const tref *wr, float *out, ct_err *err)
     int rc = read_weight(wr->st, wr->t, &x, err);
     if (rc)
         return rc;
-    uint64_t C = (uint64_t)wr->t->shape[1], R = (uint64_t)wr->t->shape[0];
-    size_t es = ct_dtype_bits(wr->t->dtype) / 8;
-    float *row = malloc(C * 4 + 8), m = 0.0f;
+    uint64_t R = (uint64_t)wr->t->shape[0], C = (uint64_t)wr->t->shape[1];
+    qgeom whole = {R, C, 1, 1, R ? R : 1, C ? C : 1};
+    float *row = malloc(C * 4 + 8), mn, mx;
     if (!row)
         return oom(err);
-    for (uint64_t r = 0; r < R; r++) {
-        load_row(wr->t->dtype, x + r * C * es, C, row);
-        for (uint64_t c = 0; c < C; c++) {
-            float v = fabsf(row[c]);
-            m = v > m ? v : m;
-        }
-    }
+    minmax(wr->t->dtype, x, &whole, &mn, &mx, row);
     free(row);
-
-    *out = m;
+    *out = fmaxf(-mn, mx);
     return 0;
 }
 
@@ -698,7 +689,7 @@ static int nvfp4_module(const tref *wr, const char *module, const qparams *qp, c
     if (s) {
         if ((rc = read_all(qp->scale.st, s, &sb, err)) || (rc = read_all(qp->gscale.st, gs, &gsb, err)))
             goto out;
-        global = gs->dtype == CT_F64 ? (float)*(double *)gsb : fval(gs->dtype, gsb, 0);
+        global = fval(gs->dtype, gsb, 0);
         for (uint64_t i = 0; i < R * k; i++)
             so->data[i] = s->dtype == CT_F8_E4M3 ? sb[i] : ct_f32_to_f8e4m3(fval(s->dtype, sb, i));
         go->ref = gs, go->st = qp->gscale.st;
@@ -744,7 +735,6 @@ static int nvfp4_module(const tref *wr, const char *module, const qparams *qp, c
         }
     }
 out:
-
     free(sb);
     free(gsb);
     free(row);
@@ -1434,7 +1424,7 @@ static int cmp_out(const void *a, const void *b, void *arg)
  * together) filling files of at most that size (a bigger unit gets a file
  * of its own), named model-0000i-of-0000n.safetensors as transformers
  * does, or model.safetensors when one suffices. */
-static int split_files(job *j, const char *single_name, ofile **out, size_t *nout, ct_err *err)
+static int split_files(job *j, ofile **out, size_t *nout, ct_err *err)
 {
     size_t n = j->out.n, *order = malloc((n + 1) * sizeof *order), nf = 0;
     ofile *f = calloc((j->opt->shard_size ? n : j->nsh) + 1, sizeof *f);
@@ -1451,7 +1441,7 @@ static int split_files(job *j, const char *single_name, ofile **out, size_t *nou
         nf = j->nsh;
         for (size_t s = 0; s < nf; s++)
             if (!(f[s].idx = malloc((n + 1) * sizeof *f[s].idx))
-                || !(f[s].name = strdup(single_name ? single_name : j->shard_names[s])))
+                || !(f[s].name = strdup(j->shard_names[s])))
                 rc = oom(err);
         for (size_t i = 0; !rc && i < n; i++) {
             ofile *o = &f[j->u[j->out.v[order[i]].unit].shard];
@@ -1522,13 +1512,27 @@ struct dir_out {
     cJSON *qj;                  /* quantization_config object */
 };
 
+/* Progress: the pass-through tensors of a written file are done (modules
+ * were counted when compressed). */
+static void emitted(job *j, const ofile *f)
+{
+    pthread_mutex_lock(&j->mu);
+    for (size_t k = 0; k < f->n; k++)
+        if (j->u[j->out.v[f->idx[k]].unit].kind == U_PASS) {
+            j->units_done++;
+            j->bytes_done += j->out.v[f->idx[k]].nbytes;
+        }
+    report(j);
+    pthread_mutex_unlock(&j->mu);
+}
+
 static int emit_dir(const char *tmp, void *arg, ct_err *err)
 {
     struct dir_out *d = arg;
     job *j = d->j;
     ofile *f = NULL;
     size_t nf = 0;
-    int rc = split_files(j, NULL, &f, &nf, err);
+    int rc = split_files(j, &f, &nf, err);
     cJSON *index = NULL, *cfgj = NULL;
     ct_buf b = {0};
     struct stat sb;
@@ -1540,16 +1544,8 @@ static int emit_dir(const char *tmp, void *arg, ct_err *err)
         if (fd >= 0 && close(fd) != 0 && !rc)
             rc = ct_fail(err, CT_EIO, "%s: %s", p, strerror(errno));
         free(p);
-        if (!rc) {
-            pthread_mutex_lock(&j->mu);
-            for (size_t k = 0; k < f[i].n; k++)
-                if (j->u[j->out.v[f[i].idx[k]].unit].kind == U_PASS) {
-                    j->units_done++;
-                    j->bytes_done += j->out.v[f[i].idx[k]].nbytes;
-                }
-            report(j);
-            pthread_mutex_unlock(&j->mu);
-        }
+        if (!rc)
+            emitted(j, &f[i]);
     }
     /* the index, as transformers writes it (sorted keys, indent 2) */
     if (!rc && (d->src_had_index || nf > 1)) {
@@ -1623,16 +1619,13 @@ static int emit_file(int fd, const char *label, void *arg, ct_err *err)
     job *j = arg;
     ofile *f = NULL;
     size_t nf = 0;
-    int rc = split_files(j, "x", &f, &nf, err);
+    int rc = split_files(j, &f, &nf, err);
     if (!rc) {
         struct emit_arg ea = {j, &f[0]};
         rc = fill_ofile(fd, label, &ea, err);
     }
-    if (!rc) {
-        j->units_done = j->units_total;
-        j->bytes_done = j->bytes_total;
-        report(j);
-    }
+    if (!rc)
+        emitted(j, &f[0]);
     free_ofiles(f, nf);
     return rc;
 }

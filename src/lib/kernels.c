@@ -380,12 +380,8 @@ static void fp4_coded_avx512(const uint8_t *p, size_t n, const uint8_t *codes, s
         __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + i / 2)));
         __m512i idx = _mm512_or_si512(_mm512_or_si512(_mm512_and_si512(d, m15),
                                                       _mm512_slli_epi32(_mm512_srli_epi32(d, 4), 16)), hi16);
-        if ((uintptr_t)(out + i) & 63)
-            _mm512_storeu_si512((void *)(out + i), _mm512_permutexvar_epi16(idx, t));
-        else
-            _mm512_stream_si512((void *)(out + i), _mm512_permutexvar_epi16(idx, t));
+        _mm512_storeu_si512((void *)(out + i), _mm512_permutexvar_epi16(idx, t));
     }
-    _mm_sfence();
     fp4_coded_c(p + i / 2, n - i, codes + i / gs, gs, tab, out + i);
 }
 
@@ -490,18 +486,13 @@ static void select_paths(int portable)
             sc = "avx512vbmi2";
         }
         if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) {
-            K.dq_i8 = dq_i8_avx512;
-            K.dq_f8 = dq_f8_avx512;
+            K.dq_i8 = dq_i8_tab_avx512;
+            K.dq_f8 = dq_f8_tab_avx512;
             K.fp4 = fp4_bf16_avx512;
             K.fp4c = fp4_coded_avx512;
             K.lut4s = lut4s_avx512;
-            lu = "ssse3, avx512bw (scaled)";
-            dq = f4 = "avx512bw";
-            if (__builtin_cpu_supports("avx512vl")) {
-                K.dq_f8 = dq_f8_tab_avx512;
-                K.dq_i8 = dq_i8_tab_avx512;
-                dq = "avx512bw+table";
-            }
+            dq = "avx512bw+table";
+            f4 = "avx512bw";
         }
         if (__builtin_cpu_supports("ssse3")) {
             K.lut4 = lut4_ssse3;

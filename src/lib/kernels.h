@@ -37,13 +37,13 @@ void ct_k_table16(const float v[16], float z, float s, ct_dtype od, uint16_t tab
 /* BF16 outputs of FP4 pairs: element i (nibbles as ct_k_lut4_u16) times
  * scales[i / gs]; n and gs multiples of 16. */
 void ct_k_fp4_bf16(const uint8_t *packed, size_t n, const float *scales, size_t gs, uint16_t *out);
+/* 4-bit codes to BF16 through the table of (v[u] - z) * s, as
+ * ct_k_table16 + ct_k_lut4_u16 do, in one pass (n even). */
+void ct_k_lut4_scaled_bf16(const uint8_t *packed, size_t n, const float v[16], float z, float s, uint16_t *out);
 /* NVFP4 by table: tab[code * 16 + c] = round_bf16(fp4(c) * s[code]) for
  * the 256 FP8 scale codes (ct_k_fp4_table builds it, exactly as
  * ct_k_fp4_bf16 rounds); then element i of the run is
  * tab[codes[i / gs] * 16 + nibble i].  n and gs multiples of 16. */
-/* 4-bit codes to BF16 through the table of (v[u] - z) * s, as
- * ct_k_table16 + ct_k_lut4_u16 do, in one pass (n even). */
-void ct_k_lut4_scaled_bf16(const uint8_t *packed, size_t n, const float v[16], float z, float s, uint16_t *out);
 void ct_k_fp4_table(const float s[256], uint16_t tab[4096]);
 void ct_k_fp4_bf16_coded(const uint8_t *packed, size_t n, const uint8_t *codes, size_t gs, const uint16_t *tab,
                          uint16_t *out);
