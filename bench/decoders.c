@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include "ct/source.h"
 #include "ct/st.h"
 #include "ct/util.h"
@@ -136,6 +137,9 @@ int main(int argc, char **argv)
     /* aligned like the daemon's cache blocks (carved from 2 MiB slabs) */
     if (posix_memalign((void **)&ring, 2u << 20, RING))
         return 1;
+#ifdef MADV_HUGEPAGE
+    madvise(ring, RING, MADV_HUGEPAGE);   /* as the cache's slabs are */
+#endif
     memset(ring, 0, RING);   /* fault the ring in once, as a warm cache would be */
     char dir[] = "/tmp/ct-bench.XXXXXX";
     if (!mkdtemp(dir))

@@ -758,12 +758,16 @@ out:
 
 /* ------------------------------------------------------------------ */
 
-static uint64_t stored_row_bytes(const ct_recipe *r)
+/* Scratch bytes one row needs while decoding (stored bytes, codes, float
+ * scales and zero points). */
+static uint64_t scratch_row_bytes(const ct_recipe *r)
 {
+    uint64_t params = r->scale_cols * 2 * sizeof(float);
     switch (r->kind) {
-    case CT_K_PACK: return r->packed_cols * 4 + r->cols;
-    case CT_K_NVFP4: case CT_K_MXFP4: return r->packed_cols + r->cols;
-    default: return r->cols * 8 + 1;
+    case CT_K_SPARSE: return r->cols * (ct_dtype_bits(r->values.t->dtype) / 8) + (r->cols + 7) / 8;
+    case CT_K_PACK: return r->packed_cols * 4 + r->cols + params;
+    case CT_K_NVFP4: case CT_K_MXFP4: return r->packed_cols + r->cols + params;
+    default: return r->cols + params;
     }
 }
 
@@ -777,10 +781,15 @@ int ct_decode_elems(const ct_dtensor *t, uint64_t e0, uint64_t e1, void *out, ct
         return rd(&r->main, e0 * es, (e1 - e0) * es, out, err);
     uint64_t C = r->cols;
     uint64_t ra = e0 / C, rb = (e1 - 1) / C + 1;
-    uint64_t per = CHUNK_BYTES / stored_row_bytes(r);
+    /* Rows per chunk: as many as fill CHUNK_BYTES of output or of scratch,
+     * whichever is larger per row, so that a cache block of that size is
+     * one chunk (each chunk costs a few preads, and system calls are dear). */
+    uint64_t row_bytes = C * es, scratch = scratch_row_bytes(r);
+    uint64_t per = CHUNK_BYTES / (scratch > row_bytes ? scratch : row_bytes);
     if (per == 0)
         per = 1;
-    if (!arena_reset())
+    arena *a = arena_reset();
+    if (!a)
         return nomem(err, t);
     for (uint64_t r0 = ra; r0 < rb; r0 += per) {
         uint64_t n = rb - r0 < per ? rb - r0 : per;
@@ -791,6 +800,7 @@ int ct_decode_elems(const ct_dtensor *t, uint64_t e0, uint64_t e1, void *out, ct
                                         : quant_rows(t, r0, n, ce0, ce1, dst, err);
         if (rc)
             return rc;
+        a->used = 0;   /* the next chunk reuses the same (cache-warm) scratch */
     }
     return 0;
 }
