@@ -399,27 +399,35 @@ static void fp4_coded_c(const uint8_t *p, size_t n, const uint8_t *codes, size_t
         out[i] = tab[codes[i / gs] * 16u + ((p[i >> 1] >> ((i & 1) * 4)) & 15u)];
 }
 
-/* 32 elements per step: bytes widened to dwords holding (low, high)
- * nibble words, offset by 16 in the upper half, looked up in a 32-word
- * register holding the two groups' 16-entry tables. */
+/* 32 outputs from the nibbles of p[0..16), the first 16 through table ta,
+ * the rest through tb: bytes widened to dwords holding (low, high) nibble
+ * words, offset by 16 in the upper half, looked up in a 32-word register
+ * holding the two tables. */
 __attribute__((target("avx512f,avx512bw")))
-static void fp4_coded_avx512(const uint8_t *p, size_t n, const uint8_t *codes, size_t gs, const uint16_t *tab,
-                             uint16_t *out)
+static inline void fp4_coded_step(const uint8_t *p, const uint16_t *ta, const uint16_t *tb, uint16_t *out)
 {
     const __m512i m15 = _mm512_set1_epi32(15);
     const __m512i hi16 = _mm512_set_epi32(16 | 16 << 16, 16 | 16 << 16, 16 | 16 << 16, 16 | 16 << 16,
                                           16 | 16 << 16, 16 | 16 << 16, 16 | 16 << 16, 16 | 16 << 16, 0, 0, 0, 0,
                                           0, 0, 0, 0);
+    __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)ta)),
+                                   _mm256_loadu_si256((const __m256i *)tb), 1);
+    __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+    __m512i idx = _mm512_or_si512(_mm512_or_si512(_mm512_and_si512(d, m15),
+                                                  _mm512_slli_epi32(_mm512_srli_epi32(d, 4), 16)), hi16);
+    _mm512_storeu_si512((void *)out, _mm512_permutexvar_epi16(idx, t));
+}
+
+__attribute__((target("avx512f,avx512bw")))
+static void fp4_coded_avx512(const uint8_t *p, size_t n, const uint8_t *codes, size_t gs, const uint16_t *tab,
+                             uint16_t *out)
+{
     size_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        const uint16_t *ta = tab + codes[i / gs] * 16u, *tb = tab + codes[(i + 16) / gs] * 16u;
-        __m512i t = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)ta)),
-                                       _mm256_loadu_si256((const __m256i *)tb), 1);
-        __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p + i / 2)));
-        __m512i idx = _mm512_or_si512(_mm512_or_si512(_mm512_and_si512(d, m15),
-                                                      _mm512_slli_epi32(_mm512_srli_epi32(d, 4), 16)), hi16);
-        _mm512_storeu_si512((void *)(out + i), _mm512_permutexvar_epi16(idx, t));
-    }
+    if (gs == 16)   /* NVFP4: no division per step */
+        for (; i + 32 <= n; i += 32)
+            fp4_coded_step(p + i / 2, tab + codes[i / 16] * 16u, tab + codes[i / 16 + 1] * 16u, out + i);
+    for (; i + 32 <= n; i += 32)
+        fp4_coded_step(p + i / 2, tab + codes[i / gs] * 16u, tab + codes[(i + 16) / gs] * 16u, out + i);
     fp4_coded_c(p + i / 2, n - i, codes + i / gs, gs, tab, out + i);
 }
 
