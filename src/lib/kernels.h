@@ -14,8 +14,8 @@
 
 /* Scatter the values for the set bits of mask bits [c_lo, c_hi) into dst
  * (zeros elsewhere); vals holds the value for the first set bit at or
- * after c_lo and must be readable 64 bytes past the last value used.
- * Element size es in {1, 2, 4, 8}. */
+ * after c_lo.  Element size es in {1, 2, 4, 8}.  Reads no byte past the
+ * last value used. */
 void ct_k_scatter(const uint8_t *mask, uint64_t c_lo, uint64_t c_hi, const void *vals, size_t es, void *dst);
 
 /* Population count of the first nbits bits of m. */
