@@ -26,6 +26,7 @@ typedef struct ct_cache_stats {
     uint64_t hits, misses, waits;        /* waits: found the block being decoded */
     uint64_t bytes_decoded, decode_ns;
     uint64_t evictions, uncached;        /* uncached: decoded into a private buffer */
+    uint64_t dropped;                    /* given up behind sequential readers */
     uint64_t prefetched, prefetch_used, prefetch_wasted;
     uint64_t blocks, bytes;              /* resident now */
 } ct_cache_stats;
@@ -39,6 +40,11 @@ int ct_cache_get(ct_cache *c, uint64_t file, uint64_t block, int prefetch, ct_ca
 const void *ct_cache_data(const ct_cache_block *b);
 size_t ct_cache_len(const ct_cache_block *b);
 void ct_cache_put(ct_cache *c, ct_cache_block *b);
+/* Give up a block a sequential reader has gone past: if it is resident,
+ * decoded and unpinned, its buffer goes straight back for reuse (before
+ * any least-recently-used block), so a stream reuses a few warm buffers
+ * instead of filling the whole cap.  Counted in the stats as dropped. */
+void ct_cache_drop(ct_cache *c, uint64_t file, uint64_t block);
 /* 1 if the block is resident (decoded or being decoded). */
 int ct_cache_has(ct_cache *c, uint64_t file, uint64_t block);
 void ct_cache_get_stats(ct_cache *c, ct_cache_stats *s);

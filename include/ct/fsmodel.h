@@ -78,6 +78,9 @@ int ct_fs_read_direct(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, void *b
 /* 1 if the block holding byte off of the file is in the cache. */
 int ct_fs_cached(ct_fs *fs, uint64_t ino, uint64_t off);
 
+/* A sequential reader has gone past this block (see ct_cache_drop). */
+void ct_fs_drop(ct_fs *fs, uint64_t ino, uint64_t block);
+
 /* Decode one block of a file into the cache ahead of a reader. */
 int ct_fs_prefetch(ct_fs *fs, uint64_t ino, uint64_t block, ct_err *err);
 

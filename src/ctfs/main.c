@@ -56,6 +56,7 @@ static struct {
 struct handle {
     uint64_t next_off;      /* where a sequential reader reads next */
     uint64_t ahead;         /* first block not yet queued for prefetch */
+    uint64_t behind;        /* first block not yet given up behind the reader */
 };
 
 static void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -238,21 +239,34 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     fuse_reply_err(req, 0);
 }
 
-/* Sequential readers get the next blocks decoded ahead; random ones none. */
+/* Sequential readers get the next blocks decoded ahead (random ones none),
+ * and the blocks they have gone past are given up: the kernel's page cache
+ * now holds those bytes (keep_cache), so a stream cycles through a few
+ * warm cache buffers instead of faulting in the whole cap.  The block just
+ * behind is kept a little longer, for requests the kernel issued in
+ * parallel and that arrive out of order.  With direct_io our cache is the
+ * only one, so nothing is given up. */
 static void note_read(struct handle *h, const ct_fs_node *n, fuse_ino_t ino, off_t off, size_t got)
 {
-    if (!h || !g.o.prefetch || !g.workers || !ct_fs_cached_kind(n->kind))
+    if (!h || !ct_fs_cached_kind(n->kind))
         return;
     uint64_t bs = ct_cache_block_size(ct_fs_cache(g.fs));
     uint64_t end = (uint64_t)off + got;
     if ((uint64_t)off == h->next_off && got) {
-        uint64_t first = (end + bs - 1) / bs, last = end / bs + g.o.prefetch;
-        if (h->ahead > first)
-            first = h->ahead;
-        for (uint64_t b = first; b <= last && b * bs < n->size; b++)
-            queue_prefetch(ino, b);
-        if (last + 1 > h->ahead)
-            h->ahead = last + 1;
+        if (g.o.prefetch && g.workers) {
+            uint64_t first = (end + bs - 1) / bs, last = end / bs + g.o.prefetch;
+            if (h->ahead > first)
+                first = h->ahead;
+            for (uint64_t b = first; b <= last && b * bs < n->size; b++)
+                queue_prefetch(ino, b);
+            if (last + 1 > h->ahead)
+                h->ahead = last + 1;
+        }
+        if (!g.o.direct_io)
+            for (uint64_t b = h->behind; b + 2 <= end / bs; b++)
+                ct_fs_drop(g.fs, ino, b);
+        if (end / bs >= 2 && end / bs - 1 > h->behind)
+            h->behind = end / bs - 1;
     }
     h->next_off = end;
 }

@@ -298,6 +298,23 @@ void ct_cache_put(ct_cache *c, ct_cache_block *b)
     }
 }
 
+void ct_cache_drop(ct_cache *c, uint64_t file, uint64_t blk)
+{
+    pthread_mutex_lock(&c->lock);
+    ct_cache_block *b = find(c, file, blk);
+    if (b && b->refs == 0 && b->state == READY) {
+        lru_unlink(c, b);
+        hash_remove(c, b);
+        c->used -= c->bs;
+        c->st.dropped++;
+        if (b->prefetched && !b->touched)
+            c->st.prefetch_wasted++;
+        release_buf(c, b->data);
+        free(b);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
 int ct_cache_has(ct_cache *c, uint64_t file, uint64_t blk)
 {
     pthread_mutex_lock(&c->lock);

@@ -453,6 +453,13 @@ void ct_fs_unpin(ct_fs *fs, ct_fs_span *spans, size_t n)
         ct_cache_put(fs->cache, spans[i].block);
 }
 
+void ct_fs_drop(ct_fs *fs, uint64_t ino, uint64_t block)
+{
+    const ct_fs_node *n = ct_fs_get(fs, ino);
+    if (n && ct_fs_cached_kind(n->kind))
+        ct_cache_drop(fs->cache, ino, block);
+}
+
 int ct_fs_prefetch(ct_fs *fs, uint64_t ino, uint64_t block, ct_err *err)
 {
     const ct_fs_node *n = ct_fs_get(fs, ino);
@@ -551,10 +558,10 @@ char *ct_fs_stats_text(ct_fs *fs)
     ct_buf b = {0};
     if (ct_buf_printf(&b,
                       "hits %" PRIu64 "\nmisses %" PRIu64 "\nwaits %" PRIu64 "\nbytes_decoded %" PRIu64
-                      "\ndecode_ms %.3f\nevictions %" PRIu64 "\nuncached %" PRIu64 "\nprefetched %" PRIu64
+                      "\ndecode_ms %.3f\nevictions %" PRIu64 "\ndropped %" PRIu64 "\nuncached %" PRIu64 "\nprefetched %" PRIu64
                       "\nprefetch_used %" PRIu64 "\nprefetch_wasted %" PRIu64 "\ncache_blocks %" PRIu64
                       "\ncache_bytes %" PRIu64 "\n",
-                      s.hits, s.misses, s.waits, s.bytes_decoded, (double)s.decode_ns / 1e6, s.evictions, s.uncached,
+                      s.hits, s.misses, s.waits, s.bytes_decoded, (double)s.decode_ns / 1e6, s.evictions, s.dropped, s.uncached,
                       s.prefetched, s.prefetch_used, s.prefetch_wasted, s.blocks, s.bytes)) {
         ct_buf_free(&b);
         return NULL;
