@@ -45,6 +45,10 @@ void ct_cache_put(ct_cache *c, ct_cache_block *b);
  * any least-recently-used block), so a stream reuses a few warm buffers
  * instead of filling the whole cap.  Counted in the stats as dropped. */
 void ct_cache_drop(ct_cache *c, uint64_t file, uint64_t block);
+/* Carve up to n block buffers (within the cap) and touch them, so the
+ * first reads do not pay for faulting in fresh memory; they wait on the
+ * free list.  Returns the number of buffers now free. */
+size_t ct_cache_reserve(ct_cache *c, size_t n);
 /* 1 if the block is resident (decoded or being decoded). */
 int ct_cache_has(ct_cache *c, uint64_t file, uint64_t block);
 void ct_cache_get_stats(ct_cache *c, ct_cache_stats *s);

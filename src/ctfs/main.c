@@ -86,7 +86,13 @@ static void fuse_log_to(enum fuse_log_level level, const char *fmt, va_list ap)
 
 static void *worker(void *arg)
 {
-    (void)arg;
+    /* The first worker faults in the buffers a streaming reader cycles
+     * through (prefetch window, the block being read and the one behind),
+     * off the mount's path and before the first read needs them: fresh
+     * memory is slow to fault in on a VM, and the cache's slabs are huge
+     * pages. */
+    if ((uintptr_t)arg == 0)
+        ct_cache_reserve(ct_fs_cache(g.fs), g.o.prefetch + 4);
     pthread_mutex_lock(&g.qlock);
     while (!g.stop) {
         if (!g.qlen) {
@@ -526,7 +532,7 @@ int main(int argc, char **argv)
     if (g.o.prefetch && g.o.threads) {
         g.workers = calloc(g.o.threads, sizeof *g.workers);
         for (unsigned i = 0; g.workers && i < g.o.threads; i++)
-            pthread_create(&g.workers[i], NULL, worker, NULL);
+            pthread_create(&g.workers[i], NULL, worker, (void *)(uintptr_t)i);
     }
     log_msg(LOG_INFO, "serving %s at %s (config: %s)", g.o.src, cmd.mountpoint, ct_source_config_origin(src));
     if (cmd.singlethread) {

@@ -298,6 +298,25 @@ void ct_cache_put(ct_cache *c, ct_cache_block *b)
     }
 }
 
+size_t ct_cache_reserve(ct_cache *c, size_t n)
+{
+    pthread_mutex_lock(&c->lock);
+    while (c->nfree < n) {
+        char *buf = carve(c);
+        if (!buf)
+            break;
+        /* The buffer is nobody's until it is on the free list: fault it
+         * in without holding the lock. */
+        pthread_mutex_unlock(&c->lock);
+        memset(buf, 0, c->bs);
+        pthread_mutex_lock(&c->lock);
+        release_buf(c, buf);
+    }
+    size_t have = c->nfree;
+    pthread_mutex_unlock(&c->lock);
+    return have;
+}
+
 void ct_cache_drop(ct_cache *c, uint64_t file, uint64_t blk)
 {
     pthread_mutex_lock(&c->lock);

@@ -538,19 +538,18 @@ static int fused4_row(const ct_recipe *r, const qctx *q, uint64_t row, const uin
     const float *srow = q->scales + (scale_row_of(r, row) - q->sr0) * k;
     const float *zrow = q->zps ? q->zps + (row - q->zr0) * k : NULL;
     uint16_t tab[16];
+    /* the tables are indexed by the stored nibble (signed codes: code + 8) */
+    if (od == CT_BF16) {
+        ct_k_lut4_scaled_bf16_groups(packed, c_lo, c_hi, r->gs, q->vals16, zrow, srow, dst);
+        return 0;
+    }
     for (uint64_t c = c_lo; c < c_hi;) {
         uint64_t g = c / r->gs;
         uint64_t end = (g + 1) * r->gs;
         if (end > c_hi)
             end = c_hi;
-        /* the table is indexed by the stored nibble (signed codes: code + 8) */
-        if (od == CT_BF16) {
-            ct_k_lut4_scaled_bf16(packed + c / 2, end - c, q->vals16, zrow ? zrow[g] : 0.0f, srow[g],
-                                  dst + (c - c_lo));
-        } else {
-            small_table(q, zrow ? zrow[g] : 0.0f, srow[g], od, tab);
-            ct_k_lut4_u16(packed + c / 2, end - c, tab, dst + (c - c_lo));
-        }
+        small_table(q, zrow ? zrow[g] : 0.0f, srow[g], od, tab);
+        ct_k_lut4_u16(packed + c / 2, end - c, tab, dst + (c - c_lo));
         c = end;
     }
     return 0;

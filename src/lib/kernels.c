@@ -437,6 +437,16 @@ static void lut4s_c(const uint8_t *p, size_t n, const float v[16], float z, floa
     lut4_c(p, n, tab, out);
 }
 
+static void lut4s_groups_c(const uint8_t *row, uint64_t c_lo, uint64_t c_hi, uint64_t gs, const float v[16],
+                           const float *z, const float *s, uint16_t *out)
+{
+    for (uint64_t g = c_lo / gs, c = c_lo; c < c_hi; g++) {
+        uint64_t end = (g + 1) * gs < c_hi ? (g + 1) * gs : c_hi;
+        lut4s_c(row + c / 2, end - c, v, z ? z[g] : 0.0f, s[g], out + (c - c_lo));
+        c = end;
+    }
+}
+
 /* The group's table in a register (same sub, mul and rounding as
  * table16_vec), then 32 nibbles per step: bytes widened to dwords holding
  * (low, high) nibble words, one word permute. */
@@ -455,6 +465,19 @@ static void lut4s_avx512(const uint8_t *p, size_t n, const float v[16], float z,
         uint16_t tab[16];
         _mm256_storeu_si256((__m256i *)tab, t16);
         lut4_c(p + i / 2, n - i, tab, out + i);
+    }
+}
+
+/* Consecutive groups of one row through lut4s_avx512 (inlined), without a
+ * division or a dispatch per group. */
+__attribute__((target("avx512f,avx512bw")))
+static void lut4s_groups_avx512(const uint8_t *row, uint64_t c_lo, uint64_t c_hi, uint64_t gs, const float v[16],
+                                const float *z, const float *s, uint16_t *out)
+{
+    for (uint64_t g = c_lo / gs, c = c_lo; c < c_hi; g++) {
+        uint64_t end = (g + 1) * gs < c_hi ? (g + 1) * gs : c_hi;
+        lut4s_avx512(row + c / 2, end - c, v, z ? z[g] : 0.0f, s[g], out + (c - c_lo));
+        c = end;
     }
 }
 
@@ -499,6 +522,8 @@ static struct {
     void (*dq_f8)(const uint8_t *, size_t, float, ct_dtype, void *);
     void (*fp4)(const uint8_t *, size_t, const float *, size_t, uint16_t *);
     void (*lut4s)(const uint8_t *, size_t, const float *, float, float, uint16_t *);
+    void (*lut4s_groups)(const uint8_t *, uint64_t, uint64_t, uint64_t, const float *, const float *, const float *,
+                         uint16_t *);
     void (*fp4c)(const uint8_t *, size_t, const uint8_t *, size_t, const uint16_t *, uint16_t *);
     char paths[200];
 } K;
@@ -515,6 +540,7 @@ static void select_paths(int portable)
     K.fp4 = fp4_bf16_c;
     K.fp4c = fp4_coded_c;
     K.lut4s = lut4s_c;
+    K.lut4s_groups = lut4s_groups_c;
     const char *sc = "c", *pc = "c", *lu = "c", *dq = "c", *f4 = "c";
 #ifdef CT_X86
     if (!portable) {
@@ -536,6 +562,7 @@ static void select_paths(int portable)
             K.fp4 = fp4_bf16_avx512;
             K.fp4c = fp4_coded_avx512;
             K.lut4s = lut4s_avx512;
+            K.lut4s_groups = lut4s_groups_avx512;
             dq = "avx512bw+table";
             f4 = "avx512bw";
         }
@@ -619,4 +646,11 @@ void ct_k_lut4_scaled_bf16(const uint8_t *packed, size_t n, const float v[16], f
 {
     ensure();
     K.lut4s(packed, n, v, z, s, out);
+}
+
+void ct_k_lut4_scaled_bf16_groups(const uint8_t *row, uint64_t c_lo, uint64_t c_hi, uint64_t gs, const float v[16],
+                                  const float *z, const float *s, uint16_t *out)
+{
+    ensure();
+    K.lut4s_groups(row, c_lo, c_hi, gs, v, z, s, out);
 }

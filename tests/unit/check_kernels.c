@@ -100,6 +100,31 @@ START_TEST(t_lut_and_fp4)
             memset(b, 0, sizeof b);
             ct_k_lut4_scaled_bf16(p, n, v16, z, sc[0], b);
             ck_assert_msg(memcmp(a, b, sizeof a) == 0, "lut4 scaled n=%zu s=%a z=%g", n, (double)sc[0], (double)z);
+            /* a row's groups in one call = one call per group, on both paths */
+            size_t ggs = (size_t)2 << (rnd() % 7), ng = sizeof sc / sizeof *sc;
+            uint64_t lo = 2 * (rnd() % 300), hi = lo + 2 * (rnd() % 300);
+            if (hi > ng * ggs)
+                hi = ng * ggs;
+            if (lo > hi)
+                lo = hi;
+            float zs[sizeof sc / sizeof *sc];
+            for (size_t g = 0; g < ng; g++)
+                zs[g] = (float)(int)(rnd() % 16) - 8.0f;
+            const float *zp = it % 2 ? zs : NULL;
+            memset(a, 0, sizeof a);
+            for (uint64_t c = lo; c < hi;) {
+                uint64_t g = c / ggs, end = (g + 1) * ggs < hi ? (g + 1) * ggs : hi;
+                ct_k_lut4_scaled_bf16(p + c / 2, end - c, v16, zp ? zp[g] : 0.0f, sc[g], a + (c - lo));
+                c = end;
+            }
+            for (int portable = 0; portable < 2; portable++) {
+                ct_k_force_portable(portable);
+                memset(b, 0, sizeof b);
+                ct_k_lut4_scaled_bf16_groups(p, lo, hi, ggs, v16, zp, sc, b);
+                ck_assert_msg(memcmp(a, b, sizeof a) == 0, "lut4 groups [%llu,%llu) gs=%zu portable=%d",
+                              (unsigned long long)lo, (unsigned long long)hi, ggs, portable);
+            }
+            ct_k_force_portable(0);
         }
         size_t gs = 16u << (rnd() % 2), m = 16 * (rnd() % 75);
         ct_k_force_portable(1);
