@@ -1,6 +1,7 @@
 /* Block cache contract: hard byte cap with LRU eviction, pinned blocks
  * never freed, one decode per block however many readers wait for it,
- * errors reported and not cached, progress when everything is pinned. */
+ * errors reported and not cached, progress when everything is pinned,
+ * blocks given up behind a reader reused first, buffers reserved ahead. */
 #include "config.h"
 #include <pthread.h>
 #include <string.h>
@@ -143,6 +144,42 @@ START_TEST(t_one_decode_for_concurrent_readers)
 }
 END_TEST
 
+START_TEST(t_drop_and_reserve)
+{
+    fills = 0;
+    ct_cache *c = ct_cache_new(4 * BS, BS, fill, NULL);
+    ct_err err;
+    ct_cache_block *b, *pinned;
+    /* reserve: at most the cap's worth of buffers, all free */
+    ck_assert_uint_eq(ct_cache_reserve(c, 3), 3);
+    ck_assert_uint_eq(ct_cache_reserve(c, 10), 4);
+    ck_assert_int_eq(ct_cache_get(c, 1, 0, 0, &b, &err), 0);
+    const void *buf0 = ct_cache_data(b);
+    ct_cache_put(c, b);
+    /* a dropped block leaves at once and its buffer is the next one used */
+    ct_cache_drop(c, 1, 0);
+    ck_assert_int_eq(ct_cache_has(c, 1, 0), 0);
+    ck_assert_int_eq(ct_cache_get(c, 1, 1, 0, &b, &err), 0);
+    ck_assert_ptr_eq(ct_cache_data(b), buf0);
+    ck_assert_uint_eq(((const unsigned char *)ct_cache_data(b))[0], 16 + 1);
+    ct_cache_put(c, b);
+    /* a pinned block is not dropped; an absent one is a no-op */
+    ck_assert_int_eq(ct_cache_get(c, 1, 2, 0, &pinned, &err), 0);
+    ct_cache_drop(c, 1, 2);
+    ct_cache_drop(c, 1, 99);
+    ck_assert_int_eq(ct_cache_has(c, 1, 2), 1);
+    ck_assert_uint_eq(((const unsigned char *)ct_cache_data(pinned))[0], 16 + 2);
+    ct_cache_put(c, pinned);
+    ct_cache_stats s;
+    ct_cache_get_stats(c, &s);
+    ck_assert_uint_eq(s.dropped, 1);
+    ck_assert_uint_eq(s.evictions, 0);
+    ck_assert_uint_eq(s.blocks, 2);      /* blocks 1 and 2 */
+    ck_assert_int_eq(fills, 3);
+    ct_cache_free(c);
+}
+END_TEST
+
 START_TEST(t_prefetch_accounting)
 {
     ct_cache *c = ct_cache_new(2 * BS, BS, fill, NULL);
@@ -177,6 +214,7 @@ int main(void)
     tcase_add_test(tc, t_errors_not_cached);
     tcase_add_test(tc, t_one_decode_for_concurrent_readers);
     tcase_add_test(tc, t_prefetch_accounting);
+    tcase_add_test(tc, t_drop_and_reserve);
     suite_add_tcase(s, tc);
     return ct_run_suite(s);
 }
