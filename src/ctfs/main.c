@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/statvfs.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -306,15 +307,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         if (ns <= 1) {
             fuse_reply_buf(req, ns ? sp[0].data : NULL, got);
         } else {
-            /* the read straddles blocks: one copy into a contiguous buffer */
-            char *buf = malloc(got);
-            for (size_t i = 0, at = 0; buf && i < ns; at += sp[i].len, i++)
-                memcpy(buf + at, sp[i].data, sp[i].len);
-            if (buf)
-                fuse_reply_buf(req, buf, got);
-            else
-                fuse_reply_err(req, ENOMEM);
-            free(buf);
+            /* the read straddles blocks: one reply gathered from each */
+            struct iovec iov[MAX_SPANS];
+            for (size_t i = 0; i < ns; i++) {
+                iov[i].iov_base = (void *)(uintptr_t)sp[i].data;
+                iov[i].iov_len = sp[i].len;
+            }
+            fuse_reply_iov(req, iov, (int)ns);
         }
         ct_fs_unpin(g.fs, sp, ns);
         return;

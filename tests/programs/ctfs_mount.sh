@@ -111,6 +111,17 @@ check "big: xattr names the format" sh -c "getfattr --only-values -n user.ct.for
 if echo x 2>/dev/null >"$TMP/mnt.big/config.json"; then not_ok "write succeeded"; else ok "write refused"; fi
 check "write error is EROFS" sh -c "! touch '$TMP/mnt.big/new' 2>&1 | grep -qv 'Read-only file system'"
 unmount_ctfs "$TMP/mnt.big"
+# direct_io: every read reaches ctfs as asked; odd-sized reads straddle the
+# 64 KiB blocks and are answered from two pinned blocks at once
+mkdir -p "$TMP/mnt.dio"
+if mount_ctfs "$TMP/big" "$TMP/mnt.dio" -o direct_io,block_size=64K,cache_size=2M; then
+    check "direct_io: odd-sized reads straddling blocks see mkct's bytes" \
+        sh -c "dd if='$TMP/mnt.dio/$big2' bs=100003 2>/dev/null | cmp -s - '$TMP/big.dense/$big2'"
+    check "direct_io: no block is given up behind the reader" grep -qx 'dropped 0' "$TMP/mnt.dio/.ctfs-stats"
+    unmount_ctfs "$TMP/mnt.dio"
+else
+    not_ok "direct_io: mount: $(cat "$TMP/ctfs.err")"
+fi
 
 # fstab path: mount(8) -> mount.fuse3 -> ctfs, options passed through.
 if [ "$(id -u)" = 0 ] && command -v mount.fuse3 >/dev/null 2>&1; then
