@@ -44,7 +44,10 @@ mkdir -p "$W/ct" "$W/null"
 
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 mount_ct() { "$B/ctfs" "$W/src" "$W/ct" -o cache_size=256M; }
-mount_null() { "$W/nullfs" "$SIZE" "$W/null"; }
+# ctfs sets its mount's readahead to 1 MiB (-o readahead); the null file
+# system gets the same, so both see the same kernel request sizes
+RA_KB=1024
+mount_null() { "$W/nullfs" "$SIZE" "$W/null" && echo $RA_KB >"/sys/class/bdi/$(mountpoint -d "$W/null")/read_ahead_kb"; }
 umount_all() { fusermount3 -u "$W/ct" 2>/dev/null || true; fusermount3 -u "$W/null" 2>/dev/null || true; }
 # Cold readings: every reader is the first to read after its own drop of
 # the page cache and fresh mounts.  (On this VM the second reader after a
@@ -97,7 +100,7 @@ measure warm seq 1048576 warm
 measure conc2 conc2 1048576 cold
 measure rand4k rand4k 20000 cold
 umount_all
-echo "ctfs read-path benchmark: ${R}x${C} int4 g128 -> BF16, dense view $((SIZE >> 20)) MiB, cache 256M, block 1M, best of $REPS"
+echo "ctfs read-path benchmark: ${R}x${C} int4 g128 -> BF16, dense view $((SIZE >> 20)) MiB, cache 256M, block 1M, readahead ${RA_KB}K (both), best of $REPS"
 printf "%-32s %9s %9s %9s %9s %9s\n" "read" "ctfs" "nullFUSE" "plain" "ct/null" "ct/plain"
 for k in seq1m:"cold sequential, 1 MiB reads" seq128k:"cold sequential, 128 KiB reads" mmap:"cold mmap read" \
          warm:"warm re-read (3rd pass), 1 MiB" conc2:"2 concurrent readers (sum)" rand4k:"cold random 4 KiB reads"; do

@@ -26,7 +26,7 @@
 #define TIMEOUT 86400.0   /* the source is immutable while mounted */
 
 struct opts {
-    char *src, *cache_size, *block_size, *config;
+    char *src, *cache_size, *block_size, *config, *readahead;
     unsigned prefetch, threads;
     int keep_qparams, direct_io, help, version;
 };
@@ -35,6 +35,7 @@ struct opts {
 static const struct fuse_opt opt_spec[] = {
     OPT("cache_size=%s", cache_size, 0), OPT("block_size=%s", block_size, 0),
     OPT("prefetch=%u", prefetch, 0), OPT("threads=%u", threads, 0), OPT("config=%s", config, 0),
+    OPT("readahead=%s", readahead, 0),
     OPT("keep_qparams", keep_qparams, 1), OPT("direct_io", direct_io, 1),
     OPT("-h", help, 1), OPT("--help", help, 1), OPT("-V", version, 1), OPT("--version", version, 1),
     FUSE_OPT_END
@@ -54,11 +55,35 @@ static struct {
     pthread_t *workers;
 } g = {.qlock = PTHREAD_MUTEX_INITIALIZER, .qcond = PTHREAD_COND_INITIALIZER};
 
+/* Per open file.  Requests of one reader run on several FUSE threads at
+ * once and, with a large kernel readahead, arrive out of order, so the
+ * state is locked and "sequential" means near the furthest point read. */
 struct handle {
-    uint64_t next_off;      /* where a sequential reader reads next */
+    pthread_mutex_t lock;
+    uint64_t hi;            /* furthest end offset of the current stream */
+    uint64_t last;          /* end offset of the latest read */
     uint64_t ahead;         /* first block not yet queued for prefetch */
     uint64_t behind;        /* first block not yet given up behind the reader */
 };
+
+/* How far behind or ahead of the furthest point a read still counts as
+ * part of a stream: the requests the kernel's readahead may have in flight. */
+static uint64_t stream_window(void)
+{
+    uint64_t bs = ct_cache_block_size(ct_fs_cache(g.fs));
+    return 8 * bs > ((uint64_t)8 << 20) ? 8 * bs : (uint64_t)8 << 20;
+}
+
+static int streaming(struct handle *h, uint64_t off)
+{
+    if (!h)
+        return 1;
+    uint64_t w = stream_window();
+    pthread_mutex_lock(&h->lock);
+    int near = off == 0 || off == h->last || (off + w >= h->hi && off <= h->hi + w);
+    pthread_mutex_unlock(&h->lock);
+    return near;
+}
 
 static void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void log_msg(int level, const char *fmt, ...)
@@ -229,6 +254,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOMEM);
         return;
     }
+    pthread_mutex_init(&h->lock, NULL);
     fi->fh = (uintptr_t)h;
     if (n->kind == CT_FS_STATS) {
         fi->direct_io = 1;   /* fresh numbers on every read, size unknown */
@@ -242,40 +268,54 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)ino;
-    free((void *)(uintptr_t)fi->fh);
+    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    if (h)
+        pthread_mutex_destroy(&h->lock);
+    free(h);
     fuse_reply_err(req, 0);
 }
 
-/* Sequential readers get the next blocks decoded ahead (random ones none),
- * and the blocks they have gone past are given up: the kernel's page cache
- * now holds those bytes (keep_cache), so a stream cycles through a few
- * warm cache buffers instead of faulting in the whole cap.  The block just
- * behind is kept a little longer, for requests the kernel issued in
- * parallel and that arrive out of order.  With direct_io our cache is the
- * only one, so nothing is given up. */
-static void note_read(struct handle *h, const ct_fs_node *n, fuse_ino_t ino, off_t off, size_t got)
+/* Streaming readers get the next blocks decoded ahead (random ones none),
+ * and the blocks they have left a window behind are given up: the kernel's
+ * page cache now holds those bytes (keep_cache), so a stream cycles through
+ * a few warm cache buffers instead of faulting in the whole cap.  With
+ * direct_io our cache is the only one, so nothing is given up. */
+static void note_read(struct handle *h, const ct_fs_node *n, fuse_ino_t ino, off_t off, size_t got, int near)
 {
     if (!h || !ct_fs_cached_kind(n->kind))
         return;
-    uint64_t bs = ct_cache_block_size(ct_fs_cache(g.fs));
-    uint64_t end = (uint64_t)off + got;
-    if ((uint64_t)off == h->next_off && got) {
-        if (g.o.prefetch && g.workers) {
-            uint64_t first = (end + bs - 1) / bs, last = end / bs + g.o.prefetch;
-            if (h->ahead > first)
-                first = h->ahead;
-            for (uint64_t b = first; b <= last && b * bs < n->size; b++)
-                queue_prefetch(ino, b);
-            if (last + 1 > h->ahead)
-                h->ahead = last + 1;
-        }
-        if (!g.o.direct_io)
-            for (uint64_t b = h->behind; b + 2 <= end / bs; b++)
-                ct_fs_drop(g.fs, ino, b);
-        if (end / bs >= 2 && end / bs - 1 > h->behind)
-            h->behind = end / bs - 1;
+    uint64_t bs = ct_cache_block_size(ct_fs_cache(g.fs)), w = stream_window();
+    uint64_t end = (uint64_t)off + got, first = 0, last = 0, drop_from = 0, drop_to = 0;
+    pthread_mutex_lock(&h->lock);
+    h->last = end;
+    if (!near || !got) {
+        pthread_mutex_unlock(&h->lock);
+        return;
     }
-    h->next_off = end;
+    if ((uint64_t)off + w < h->hi || (uint64_t)off > h->hi + w) {
+        /* a reader that jumped and goes on from there: a new stream */
+        h->hi = end;
+        h->ahead = end / bs + 1;
+        h->behind = (uint64_t)off / bs;
+    } else if (end > h->hi) {
+        h->hi = end;
+    }
+    if (g.o.prefetch && g.workers) {
+        first = h->hi / bs + 1 > h->ahead ? h->hi / bs + 1 : h->ahead;
+        last = h->hi / bs + g.o.prefetch;
+        if (last + 1 > h->ahead)
+            h->ahead = last + 1;
+    }
+    if (!g.o.direct_io && h->hi > w && (h->hi - w) / bs > h->behind) {
+        drop_from = h->behind;
+        drop_to = (h->hi - w) / bs;   /* blocks wholly below hi - w */
+        h->behind = drop_to;
+    }
+    pthread_mutex_unlock(&h->lock);
+    for (uint64_t b = first; b <= last && b * bs < n->size && g.o.prefetch && g.workers; b++)
+        queue_prefetch(ino, b);
+    for (uint64_t b = drop_from; b < drop_to; b++)
+        ct_fs_drop(g.fs, ino, b);
 }
 
 #define MAX_SPANS 64
@@ -290,8 +330,8 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         return;
     }
     ct_err err = {0};
-    int sequential = !h || (uint64_t)off == h->next_off || off == 0;
-    if (ct_fs_cached_kind(n->kind) && (sequential || ct_fs_cached(g.fs, ino, (uint64_t)off))) {
+    int near = streaming(h, (uint64_t)off);
+    if (ct_fs_cached_kind(n->kind) && (near || ct_fs_cached(g.fs, ino, (uint64_t)off))) {
         /* Zero copy: reply straight from the pinned cache blocks. */
         ct_fs_span sp[MAX_SPANS];
         size_t ns = 0;
@@ -303,7 +343,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         size_t got = 0;
         for (size_t i = 0; i < ns; i++)
             got += sp[i].len;
-        note_read(h, n, ino, off, got);
+        note_read(h, n, ino, off, got, near);
         if (ns <= 1) {
             fuse_reply_buf(req, ns ? sp[0].data : NULL, got);
         } else {
@@ -328,8 +368,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     }
     int rc = ct_fs_cached_kind(n->kind) ? ct_fs_read_direct(g.fs, ino, (uint64_t)off, size, buf, &got, &err)
                                         : ct_fs_read(g.fs, ino, (uint64_t)off, size, buf, &got, &err);
-    if (h && ct_fs_cached_kind(n->kind))
-        h->next_off = (uint64_t)off + got;
+    note_read(h, n, ino, off, got, 0);   /* where it ended: the next read may go on from there */
     if (rc) {
         log_msg(LOG_ERR, "read of %s at %lld failed: %s", n->name, (long long)off, err.msg);
         free(buf);
@@ -418,6 +457,46 @@ static const struct fuse_lowlevel_ops ops = {
 
 /* ---------------- main ---------------- */
 
+/* Set the readahead of the mount's backing device: the kernel sizes its
+ * read requests to a FUSE file system by it (128 KiB unless told), and a
+ * stream is several times faster in 1 MiB requests.  The device is found
+ * in /proc/self/mountinfo (a stat of the mount point would wait for this
+ * very daemon).  Needs write access to /sys/class/bdi; failures only log. */
+static void set_readahead(const char *mountpoint, uint64_t bytes)
+{
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    char line[4096], dev[64] = "";
+    while (f && fgets(line, sizeof line, f)) {
+        char mnt[4096], devn[64], *sep = strstr(line, " - fuse.ctfs ");
+        /* id parent major:minor root mountpoint ...; octal escapes in paths */
+        if (!sep || sscanf(line, "%*s %*s %63s %*s %4095s", devn, mnt) != 2)
+            continue;
+        char un[4096];
+        size_t k = 0;
+        for (const char *c = mnt; *c && k + 1 < sizeof un; k++) {
+            if (c[0] == '\\' && c[1] >= '0' && c[1] <= '3' && c[2] >= '0' && c[2] <= '7' && c[3] >= '0' && c[3] <= '7') {
+                un[k] = (char)((c[1] - '0') * 64 + (c[2] - '0') * 8 + (c[3] - '0'));
+                c += 4;
+            } else {
+                un[k] = *c++;
+            }
+        }
+        un[k] = 0;
+        if (!strcmp(un, mountpoint))
+            snprintf(dev, sizeof dev, "%s", devn);   /* the last one is ours */
+    }
+    if (f)
+        fclose(f);
+    char path[128];
+    snprintf(path, sizeof path, "/sys/class/bdi/%s/read_ahead_kb", dev);
+    FILE *ra = dev[0] ? fopen(path, "w") : NULL;
+    int ok = ra && fprintf(ra, "%llu\n", (unsigned long long)(bytes / 1024)) > 0;
+    if (ra && fclose(ra) != 0)
+        ok = 0;
+    if (!ok && geteuid() == 0)   /* (users other than root cannot: no news) */
+        log_msg(LOG_INFO, "readahead left at the kernel's default (cannot write %s)", dev[0] ? path : "the bdi");
+}
+
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
     (void)outargs;
@@ -439,6 +518,9 @@ static void usage(const char *prog)
            "    -o block_size=SIZE     cache block size (default 1M)\n"
            "    -o prefetch=N          blocks decoded ahead of a sequential reader (default 4)\n"
            "    -o threads=N           prefetch decode workers (default 2)\n"
+           "    -o readahead=SIZE      kernel readahead of the mount, i.e. the size of the\n"
+           "                           kernel's read requests (default 1M; 0: the kernel's own;\n"
+           "                           needs root, else the kernel's own is kept)\n"
            "    -o config=FILE         compression config (default: config.json next to SRC,\n"
            "                           then the file's __metadata__, then inference)\n"
            "    -o keep_qparams        keep quantization parameters in the dense view\n"
@@ -480,11 +562,15 @@ int main(int argc, char **argv)
         fuse_lowlevel_version();
         return 0;
     }
-    uint64_t cache_size = 256u << 20, block_size = 1u << 20;
+    uint64_t cache_size = 256u << 20, block_size = 1u << 20, readahead = 1u << 20;
     if ((g.o.cache_size && ct_parse_size(g.o.cache_size, &cache_size))
         || (g.o.block_size && ct_parse_size(g.o.block_size, &block_size)) || block_size < 4096
         || block_size > (64u << 20) || cache_size < block_size) {
         fprintf(stderr, "ctfs: bad cache_size or block_size (block_size 4K..64M, cache_size >= block_size)\n");
+        return 1;
+    }
+    if (g.o.readahead && (ct_parse_size(g.o.readahead, &readahead) || readahead > ((uint64_t)1 << 30))) {
+        fprintf(stderr, "ctfs: bad readahead (0..1G)\n");
         return 1;
     }
     if (fuse_parse_cmdline(&args, &cmd) != 0 || !g.o.src || !cmd.mountpoint) {
@@ -520,6 +606,8 @@ int main(int argc, char **argv)
         status = EXIT_MOUNT;
         goto out;
     }
+    if (readahead)
+        set_readahead(cmd.mountpoint, readahead);
     if (fuse_daemonize(cmd.foreground) != 0) {
         status = EXIT_MOUNT;
         goto out_unmount;

@@ -111,6 +111,16 @@ check "big: xattr names the format" sh -c "getfattr --only-values -n user.ct.for
 if echo x 2>/dev/null >"$TMP/mnt.big/config.json"; then not_ok "write succeeded"; else ok "write refused"; fi
 check "write error is EROFS" sh -c "! touch '$TMP/mnt.big/new' 2>&1 | grep -qv 'Read-only file system'"
 unmount_ctfs "$TMP/mnt.big"
+# readahead: the mount's backing device gets it (root only)
+if [ "$(id -u)" = 0 ] && mount_ctfs "$TMP/big" "$TMP/mnt.ra" -o readahead=256K; then
+    dev=$(mountpoint -d "$TMP/mnt.ra")
+    check "readahead=256K sets the mount's read_ahead_kb" [ "$(cat "/sys/class/bdi/$dev/read_ahead_kb")" = 256 ]
+    unmount_ctfs "$TMP/mnt.ra"
+    mount_ctfs "$TMP/big" "$TMP/mnt.ra" && {
+        check "default readahead is 1 MiB" [ "$(cat "/sys/class/bdi/$(mountpoint -d "$TMP/mnt.ra")/read_ahead_kb")" = 1024 ]
+        unmount_ctfs "$TMP/mnt.ra"
+    }
+fi
 # direct_io: every read reaches ctfs as asked; odd-sized reads straddle the
 # 64 KiB blocks and are answered from two pinned blocks at once
 mkdir -p "$TMP/mnt.dio"
