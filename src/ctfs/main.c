@@ -516,8 +516,8 @@ static void usage(const char *prog)
            "ctfs options:\n"
            "    -o cache_size=SIZE     decoded block cache (default 256M)\n"
            "    -o block_size=SIZE     cache block size (default 1M)\n"
-           "    -o prefetch=N          blocks decoded ahead of a sequential reader (default 4)\n"
-           "    -o threads=N           prefetch decode workers (default 2)\n"
+           "    -o prefetch=N          blocks decoded ahead of a sequential reader (default 8)\n"
+           "    -o threads=N           prefetch decode workers (default: half the CPUs, 1 to 8)\n"
            "    -o readahead=SIZE      kernel readahead of the mount, i.e. the size of the\n"
            "                           kernel's read requests (default 1M; 0: the kernel's own;\n"
            "                           needs root, else the kernel's own is kept)\n"
@@ -547,8 +547,12 @@ int main(int argc, char **argv)
     struct fuse_session *se = NULL;
     ct_source *src = NULL;
     int status = 0;
-    g.o.prefetch = 4;
-    g.o.threads = 2;
+    /* Measured on 2 cores: one worker eight blocks ahead streams fastest;
+     * more workers there only take CPU from the reader and the FUSE
+     * threads.  Half the CPUs leaves them room on bigger machines. */
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    g.o.prefetch = 8;
+    g.o.threads = ncpu >= 4 ? (unsigned)(ncpu / 2 < 8 ? ncpu / 2 : 8) : 1;
     if (fuse_opt_parse(&args, &g.o, opt_spec, opt_proc) != 0)
         return 1;
     if (g.o.help) {
