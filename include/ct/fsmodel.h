@@ -81,6 +81,10 @@ int ct_fs_cached(ct_fs *fs, uint64_t ino, uint64_t off);
 /* A sequential reader has gone past this block (see ct_cache_drop). */
 void ct_fs_drop(ct_fs *fs, uint64_t ino, uint64_t block);
 
+/* Readahead hint for the stored bytes behind blocks [block, block+n) of a
+ * decoded file (the dense views and raw tensor files; .npy files get none). */
+void ct_fs_advise(ct_fs *fs, uint64_t ino, uint64_t block, uint64_t n);
+
 /* Decode one block of a file into the cache ahead of a reader. */
 int ct_fs_prefetch(ct_fs *fs, uint64_t ino, uint64_t block, ct_err *err);
 

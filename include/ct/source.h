@@ -60,5 +60,8 @@ long ct_source_find(const ct_source *s, const char *dense_name);
  * Errors name the tensor; CT_ECHANGED when a source file changed. */
 int ct_source_read(const ct_source *s, size_t i, uint64_t off, uint64_t len,
                    void *buf, ct_err *err);
+/* Readahead hint: start bringing in the stored bytes that decoding bytes
+ * [off, off+len) of dense tensor i will read.  Thread-safe; never fails. */
+void ct_source_advise(const ct_source *s, size_t i, uint64_t off, uint64_t len);
 
 #endif

@@ -60,6 +60,10 @@ int ct_st_pread(const ct_st *st, const ct_st_tensor *t, uint64_t off,
                 uint64_t len, void *buf, ct_err *err);
 /* CT_ECHANGED if the file was modified since open. */
 int ct_st_check_unchanged(const ct_st *st, ct_err *err);
+/* Ask the kernel to start reading bytes [off, off+len) of tensor t into
+ * the page cache (clamped to the tensor; a hint: nothing waits, nothing
+ * fails). */
+void ct_st_advise(const ct_st *st, const ct_st_tensor *t, uint64_t off, uint64_t len);
 
 /* Bytes of a tensor with this dtype and shape; CT_EFORMAT on overflow or a
  * bit count that is not a whole number of bytes. */

@@ -28,5 +28,7 @@ const ct_view_entry *ct_view_entry_at(const ct_view *v, size_t i);  /* in file o
 /* Copy bytes [off, off+len) of the view into buf (decoding as needed);
  * reading past the end is an error. */
 int ct_view_read(const ct_view *v, uint64_t off, uint64_t len, void *buf, ct_err *err);
+/* Readahead hint for the stored bytes behind view bytes [off, off+len). */
+void ct_view_advise(const ct_view *v, uint64_t off, uint64_t len);
 
 #endif

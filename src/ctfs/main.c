@@ -130,6 +130,13 @@ static void *worker(void *arg)
         g.qlen--;
         pthread_mutex_unlock(&g.qlock);
         ct_err err = {0};
+        /* Once per prefetch window, start reading the source of the next
+         * window, so that disk reads overlap decoding instead of stalling
+         * it (one hint per window: each costs the worker a system call).
+         * Measured: fewer slow cold reads, the fast ones unchanged. */
+        uint64_t p = g.o.prefetch;
+        if (block % p == 1 % p)
+            ct_fs_advise(g.fs, ino, block - block % p + p, p);
         if (ct_fs_prefetch(g.fs, ino, block, &err))
             log_msg(LOG_ERR, "prefetch of block %llu failed: %s", (unsigned long long)block, err.msg);
         pthread_mutex_lock(&g.qlock);

@@ -770,6 +770,26 @@ static uint64_t scratch_row_bytes(const ct_recipe *r)
     }
 }
 
+static void advise_share(const ct_ref *ref, uint64_t e0, uint64_t e1, uint64_t numel)
+{
+    if (!ref->t || !numel)
+        return;
+    unsigned __int128 bytes = ref->t->end - ref->t->begin;
+    uint64_t b0 = (uint64_t)(bytes * e0 / numel), b1 = (uint64_t)((bytes * e1 + numel - 1) / numel);
+    ct_st_advise(ref->st, ref->t, b0, b1 - b0);
+}
+
+void ct_advise_elems(const ct_dtensor *t, uint64_t e0, uint64_t e1)
+{
+    const ct_recipe *r = &t->r;
+    uint64_t numel = r->kind == CT_K_PASS ? t->info.nbytes / (ct_dtype_bits(t->info.dtype) / 8) : r->rows * r->cols;
+    if (e0 >= e1 || e1 > numel)
+        return;
+    const ct_ref *refs[] = {&r->main, &r->values, &r->bitmask, &r->row_offsets, &r->scale, &r->zp};
+    for (size_t i = 0; i < sizeof refs / sizeof *refs; i++)
+        advise_share(refs[i], e0, e1, numel);
+}
+
 int ct_decode_elems(const ct_dtensor *t, uint64_t e0, uint64_t e1, void *out, ct_err *err)
 {
     const ct_recipe *r = &t->r;

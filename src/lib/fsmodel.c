@@ -460,6 +460,18 @@ void ct_fs_drop(ct_fs *fs, uint64_t ino, uint64_t block)
         ct_cache_drop(fs->cache, ino, block);
 }
 
+void ct_fs_advise(ct_fs *fs, uint64_t ino, uint64_t block, uint64_t nblocks)
+{
+    const ct_fs_node *n = ct_fs_get(fs, ino);
+    uint64_t bs = ct_cache_block_size(fs->cache);
+    if (!n || block >= n->size / bs + 1 || nblocks > n->size / bs + 1)
+        return;
+    if (n->kind == CT_FS_VIEW)
+        ct_view_advise(fs->views[n->index], block * bs, nblocks * bs);
+    else if (n->kind == CT_FS_TENSOR)
+        ct_source_advise(fs->src, n->index, block * bs, nblocks * bs);
+}
+
 int ct_fs_prefetch(ct_fs *fs, uint64_t ino, uint64_t block, ct_err *err)
 {
     const ct_fs_node *n = ct_fs_get(fs, ino);

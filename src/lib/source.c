@@ -895,6 +895,19 @@ long ct_source_find(const ct_source *s, const char *name)
     return ct_strmap_get(s->byname, name, &i) ? (long)i : -1;
 }
 
+void ct_source_advise(const ct_source *s, size_t i, uint64_t off, uint64_t len)
+{
+    if (i >= s->n)
+        return;
+    const ct_dtensor *t = &s->tensors[i];
+    size_t es = ct_dtype_bits(t->info.dtype) / 8;
+    if (!es || off >= t->info.nbytes || !len)
+        return;
+    if (len > t->info.nbytes - off)
+        len = t->info.nbytes - off;
+    ct_advise_elems(t, off / es, (off + len + es - 1) / es);
+}
+
 int ct_source_read(const ct_source *s, size_t i, uint64_t off, uint64_t len, void *buf, ct_err *err)
 {
     if (i >= s->n)

@@ -55,5 +55,9 @@ typedef struct ct_dtensor {
 
 /* decode.c: decode dense elements [e0, e1) (row-major) into out. */
 int ct_decode_elems(const ct_dtensor *t, uint64_t e0, uint64_t e1, void *out, ct_err *err);
+/* Readahead hint for the stored bytes dense elements [e0, e1) will need:
+ * each stored piece's share, in proportion (exact for row-major pieces,
+ * close for sparse values). */
+void ct_advise_elems(const ct_dtensor *t, uint64_t e0, uint64_t e1);
 
 #endif

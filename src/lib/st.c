@@ -425,6 +425,16 @@ int ct_st_pread(const ct_st *st, const ct_st_tensor *t, uint64_t off,
     return rc;
 }
 
+void ct_st_advise(const ct_st *st, const ct_st_tensor *t, uint64_t off, uint64_t len)
+{
+    uint64_t size = t->end - t->begin;
+    if (st->fd < 0 || off >= size)
+        return;
+    if (len > size - off)
+        len = size - off;
+    (void)posix_fadvise(st->fd, (off_t)(st->data_off + t->begin + off), (off_t)len, POSIX_FADV_WILLNEED);
+}
+
 /* ---------------- writer layout ---------------- */
 
 static int cmp_entries(const void *a, const void *b)

@@ -97,6 +97,37 @@ size_t ct_view_header_size(const ct_view *v) { return v->header_len; }
 size_t ct_view_count(const ct_view *v) { return v->n; }
 const ct_view_entry *ct_view_entry_at(const ct_view *v, size_t i) { return i < v->n ? &v->e[i] : NULL; }
 
+/* The last entry starting at or before data offset off. */
+static size_t entry_at(const ct_view *v, uint64_t off)
+{
+    size_t lo = 0, hi = v->n;
+    while (hi - lo > 1) {
+        size_t mid = (lo + hi) / 2;
+        if (v->e[mid].offset <= off)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+void ct_view_advise(const ct_view *v, uint64_t off, uint64_t len)
+{
+    if (off >= v->size)
+        return;
+    if (len > v->size - off)
+        len = v->size - off;
+    uint64_t end = off + len;
+    for (size_t i = entry_at(v, off); i < v->n; i++) {
+        uint64_t b = v->e[i].offset, e = b + ct_source_tensor(v->src, v->e[i].tensor)->nbytes;
+        if (b >= end)
+            break;
+        uint64_t lo = off > b ? off : b, hi = end < e ? end : e;
+        if (lo < hi)
+            ct_source_advise(v->src, v->e[i].tensor, lo - b, hi - lo);
+    }
+}
+
 int ct_view_read(const ct_view *v, uint64_t off, uint64_t len, void *buf, ct_err *err)
 {
     char *out = buf;
@@ -112,16 +143,7 @@ int ct_view_read(const ct_view *v, uint64_t off, uint64_t len, void *buf, ct_err
     }
     if (!len)
         return 0;
-    /* last entry starting at or before off */
-    size_t lo = 0, hi = v->n;
-    while (hi - lo > 1) {
-        size_t mid = (lo + hi) / 2;
-        if (v->e[mid].offset <= off)
-            lo = mid;
-        else
-            hi = mid;
-    }
-    for (size_t i = lo; i < v->n && len; i++) {
+    for (size_t i = entry_at(v, off); i < v->n && len; i++) {
         const ct_tensor *t = ct_source_tensor(v->src, v->e[i].tensor);
         uint64_t b = v->e[i].offset, end = b + t->nbytes;
         if (end <= off)

@@ -3,9 +3,13 @@
  * files byte for byte. */
 #include "config.h"
 #include <glob.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include "tap.h"
 #include "testutil.h"
+#include "ct/source.h"
+#include "ct/view.h"
 #include "ct/util.h"
 
 static char *dir;
@@ -177,6 +181,120 @@ START_TEST(t_metadata_and_pread)
 }
 END_TEST
 
+/* Pages of [off, off+len) of fd resident in the page cache (mincore). */
+static size_t resident_pages(int fd, uint64_t off, uint64_t len)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    uint64_t a = off / (uint64_t)pg * (uint64_t)pg, n = (off + len - a + (uint64_t)pg - 1) / (uint64_t)pg;
+    void *m = mmap(NULL, n * (uint64_t)pg, PROT_READ, MAP_SHARED, fd, (off_t)a);
+    unsigned char *vec = malloc(n);
+    size_t r = 0;
+    if (m != MAP_FAILED && vec && mincore(m, n * (uint64_t)pg, vec) == 0)
+        for (uint64_t i = 0; i < n; i++)
+            r += vec[i] & 1;
+    if (m != MAP_FAILED)
+        munmap(m, n * (uint64_t)pg);
+    free(vec);
+    return r;
+}
+
+/* The readahead hint brings in exactly the asked part of a tensor. */
+START_TEST(t_advise)
+{
+    char *p = tu_path(dir, "advise.safetensors");
+    size_t mb = (size_t)1 << 20;
+    uint8_t *data = calloc(8, mb);
+    tu_tensor t[] = {{"a", CT_U8, 1, {(int64_t)(4 * mb)}, data}, {"b", CT_U8, 1, {(int64_t)(4 * mb)}, data + 4 * mb}};
+    tu_write_st(p, t, 2, NULL, NULL);
+    ct_err err = {0};
+    ct_st *st;
+    ck_assert_int_eq(ct_st_open(p, &st, &err), 0);
+    int fd = open(p, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    fsync(fd);
+    ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    struct stat sb;
+    fstat(fd, &sb);
+    uint64_t data_off = (uint64_t)sb.st_size - 8 * mb;   /* the data follows the header */
+    ck_assert_uint_eq(resident_pages(fd, data_off, 8 * mb), 0);
+    const ct_st_tensor *b = ct_st_get(st, (size_t)ct_st_find(st, "b"));
+    ct_st_advise(st, b, mb, mb);
+    ct_st_advise(st, b, 8 * mb, mb);   /* past the tensor: nothing */
+    uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE), lo = data_off + 5 * mb, hi = lo + mb;
+    size_t want = (size_t)((hi + pg - 1) / pg - lo / pg), got = 0;   /* pages the range touches */
+    for (int i = 0; i < 200 && (got = resident_pages(fd, data_off + 5 * mb, mb)) < want; i++)
+        usleep(10000);
+    ck_assert_uint_eq(got, want);                                        /* b[1 MiB, 2 MiB) */
+    ck_assert_uint_eq(resident_pages(fd, data_off, 4 * mb), 0);          /* not a */
+    uint64_t rest = (hi + pg - 1) / pg * pg;                           /* nor the rest of b */
+    ck_assert_uint_eq(resident_pages(fd, rest, data_off + 8 * mb - rest), 0);
+    close(fd);
+    ct_st_close(st);
+    free(data);
+    free(p);
+}
+END_TEST
+
+/* A compressed tensor's hint covers each stored piece in proportion: the
+ * first half of an int4 weight's dense bytes brings in the first half of
+ * its packed words and of its scales, and nothing of the second half. */
+START_TEST(t_advise_source)
+{
+    char *p = tu_path(dir, "advise_int4.safetensors");
+    int64_t R = 4096, C = 4096;
+    size_t np = (size_t)(R * C / 2), ns = (size_t)(R * C / 128) * 2;
+    uint8_t *packed = calloc(1, np), *scale = calloc(1, ns);
+    int64_t shape[2] = {R, C};
+    tu_tensor t[] = {{"m.weight_packed", CT_I32, 2, {R, C / 8}, packed},
+                     {"m.weight_scale", CT_BF16, 2, {R, C / 128}, scale},
+                     {"m.weight_shape", CT_I64, 1, {2}, shape}};
+    tu_write_st(p, t, 3, "quantization_config",
+                "{\"quant_method\":\"compressed-tensors\",\"format\":\"pack-quantized\",\"version\":\"0.18.0\","
+                "\"config_groups\":{\"g\":{\"targets\":[\"Linear\"],\"weights\":{\"num_bits\":4,\"group_size\":128}}}}");
+    ct_err err = {0};
+    ct_source *src;
+    ck_assert_msg(ct_source_open(p, NULL, &src, &err) == 0, "%s", err.msg);
+    ct_st *st;
+    ck_assert_int_eq(ct_st_open(p, &st, &err), 0);
+    int fd = open(p, O_RDONLY);
+    fsync(fd);
+    ck_assert_int_eq(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE);
+    const ct_st_tensor *pk = ct_st_get(st, (size_t)ct_st_find(st, "m.weight_packed"));
+    const ct_st_tensor *sc = ct_st_get(st, (size_t)ct_st_find(st, "m.weight_scale"));
+    uint64_t p0 = ct_st_data_offset(st) + pk->begin, s0 = ct_st_data_offset(st) + sc->begin;
+    long w = ct_source_find(src, "m.weight");
+    ck_assert_int_ge(w, 0);
+    uint64_t dense = ct_source_tensor(src, (size_t)w)->nbytes;
+    ck_assert_uint_eq(dense, (uint64_t)(R * C * 2));
+    ct_source_advise(src, (size_t)w, 0, dense / 2);
+    uint64_t want = (p0 + np / 2 + pg - 1) / pg - p0 / pg;
+    size_t got = 0;
+    for (int i = 0; i < 200 && (got = resident_pages(fd, p0, np / 2)) < want; i++)
+        usleep(10000);
+    ck_assert_uint_eq(got, want);
+    ck_assert_uint_eq(resident_pages(fd, s0, ns / 2), (s0 + ns / 2 + pg - 1) / pg - s0 / pg);
+    /* whole pages of the second half (its last page may hold a neighbour's bytes) */
+    uint64_t second = (p0 + np / 2 + pg - 1) / pg * pg, end = (p0 + np) / pg * pg;
+    ck_assert_uint_eq(resident_pages(fd, second, end - second), 0);
+    /* through the dense view: its whole data range brings in all of it */
+    ct_view *v;
+    ck_assert_int_eq(ct_view_new(src, 0, &v, &err), 0);
+    ct_view_advise(v, 0, ct_view_size(v) + 4096);   /* clamped at the end */
+    want = (p0 + np + pg - 1) / pg - p0 / pg;
+    for (int i = 0; i < 200 && (got = resident_pages(fd, p0, np)) < want; i++)
+        usleep(10000);
+    ck_assert_uint_eq(got, want);
+    ct_view_free(v);
+    close(fd);
+    ct_st_close(st);
+    ct_source_close(src);
+    free(packed);
+    free(scale);
+    free(p);
+}
+END_TEST
+
 /* The writer layout reproduces upstream-written files exactly. */
 START_TEST(t_layout_reproduces_refvectors)
 {
@@ -271,6 +389,8 @@ int main(void)
     tcase_add_test(tc, t_reject_layout);
     tcase_add_test(tc, t_accept);
     tcase_add_test(tc, t_metadata_and_pread);
+    tcase_add_test(tc, t_advise);
+    tcase_add_test(tc, t_advise_source);
     tcase_add_test(tc, t_layout_reproduces_refvectors);
     tcase_add_test(tc, t_layout_order_and_escaping);
     suite_add_tcase(s, tc);
