@@ -56,7 +56,7 @@ umount_all() { fusermount3 -u "$W/ct" 2>/dev/null || true; fusermount3 -u "$W/nu
 # later.  Reading ctfs and the null file system one after the other from
 # one drop made the ratio depend on the order.)  Best of REPS, the order of
 # the file systems alternating between repetitions.
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 declare -A res
 best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
 cold_one() {   # FILE MODE ARG
