@@ -166,6 +166,20 @@ static char *carve(ct_cache *c)
     return buf;
 }
 
+/* Remove an unpinned, decoded block from the cache; its buffer is
+ * returned to the caller. */
+static char *take_out(ct_cache *c, ct_cache_block *b)
+{
+    lru_unlink(c, b);
+    hash_remove(c, b);
+    c->used -= c->bs;
+    if (b->prefetched && !b->touched)
+        c->st.prefetch_wasted++;
+    char *buf = b->data;
+    free(b);
+    return buf;
+}
+
 /* A buffer for one more cached block: a free one, a new one within the
  * cap, or the buffer of the least recently used unpinned block. */
 static char *get_buf(ct_cache *c)
@@ -177,15 +191,8 @@ static char *get_buf(ct_cache *c)
         return buf;
     for (ct_cache_block *b = c->tail; b; b = b->prev)
         if (b->refs == 0 && b->state == READY) {
-            lru_unlink(c, b);
-            hash_remove(c, b);
-            c->used -= c->bs;
             c->st.evictions++;
-            if (b->prefetched && !b->touched)
-                c->st.prefetch_wasted++;
-            buf = b->data;
-            free(b);
-            return buf;
+            return take_out(c, b);
         }
     return NULL;
 }
@@ -322,14 +329,8 @@ void ct_cache_drop(ct_cache *c, uint64_t file, uint64_t blk)
     pthread_mutex_lock(&c->lock);
     ct_cache_block *b = find(c, file, blk);
     if (b && b->refs == 0 && b->state == READY) {
-        lru_unlink(c, b);
-        hash_remove(c, b);
-        c->used -= c->bs;
         c->st.dropped++;
-        if (b->prefetched && !b->touched)
-            c->st.prefetch_wasted++;
-        release_buf(c, b->data);
-        free(b);
+        release_buf(c, take_out(c, b));
     }
     pthread_mutex_unlock(&c->lock);
 }

@@ -437,14 +437,19 @@ static void lut4s_c(const uint8_t *p, size_t n, const float v[16], float z, floa
     lut4_c(p, n, tab, out);
 }
 
+/* Columns [c_lo, c_hi) of a row, group g of gs columns through one call of
+ * the per-group kernel K with z[g] (z NULL: 0) and s[g]. */
+#define LUT4S_GROUPS(K)                                                                     \
+    for (uint64_t g = c_lo / gs, c = c_lo; c < c_hi; g++) {                                 \
+        uint64_t end = (g + 1) * gs < c_hi ? (g + 1) * gs : c_hi;                           \
+        K(row + c / 2, end - c, v, z ? z[g] : 0.0f, s[g], out + (c - c_lo));                \
+        c = end;                                                                            \
+    }
+
 static void lut4s_groups_c(const uint8_t *row, uint64_t c_lo, uint64_t c_hi, uint64_t gs, const float v[16],
                            const float *z, const float *s, uint16_t *out)
 {
-    for (uint64_t g = c_lo / gs, c = c_lo; c < c_hi; g++) {
-        uint64_t end = (g + 1) * gs < c_hi ? (g + 1) * gs : c_hi;
-        lut4s_c(row + c / 2, end - c, v, z ? z[g] : 0.0f, s[g], out + (c - c_lo));
-        c = end;
-    }
+    LUT4S_GROUPS(lut4s_c)
 }
 
 /* The group's table in a register (same sub, mul and rounding as
@@ -474,11 +479,7 @@ __attribute__((target("avx512f,avx512bw")))
 static void lut4s_groups_avx512(const uint8_t *row, uint64_t c_lo, uint64_t c_hi, uint64_t gs, const float v[16],
                                 const float *z, const float *s, uint16_t *out)
 {
-    for (uint64_t g = c_lo / gs, c = c_lo; c < c_hi; g++) {
-        uint64_t end = (g + 1) * gs < c_hi ? (g + 1) * gs : c_hi;
-        lut4s_avx512(row + c / 2, end - c, v, z ? z[g] : 0.0f, s[g], out + (c - c_lo));
-        c = end;
-    }
+    LUT4S_GROUPS(lut4s_avx512)
 }
 
 /* 16-entry lookup with pshufb on the low and high bytes of the table. */
