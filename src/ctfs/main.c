@@ -638,7 +638,8 @@ int main(int argc, char **argv)
     } else {
         struct fuse_loop_config *lc = fuse_loop_cfg_create();
         fuse_loop_cfg_set_clone_fd(lc, cmd.clone_fd);
-        fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
+        if (cmd.max_idle_threads <= 100000)   /* unset is UINT_MAX, which libfuse 3.14 logs as invalid */
+            fuse_loop_cfg_set_idle_threads(lc, cmd.max_idle_threads);
         if (cmd.max_threads && cmd.max_threads <= 100000)
             fuse_loop_cfg_set_max_threads(lc, cmd.max_threads);
         rc = fuse_session_loop_mt(se, lc);

@@ -111,6 +111,13 @@ check "big: xattr names the format" sh -c "getfattr --only-values -n user.ct.for
 if echo x 2>/dev/null >"$TMP/mnt.big/config.json"; then not_ok "write succeeded"; else ok "write refused"; fi
 check "write error is EROFS" sh -c "! touch '$TMP/mnt.big/new' 2>&1 | grep -qv 'Read-only file system'"
 unmount_ctfs "$TMP/mnt.big"
+# a healthy foreground mount says one thing on stderr: what it serves
+mount_ctfs "$TMP/big" "$TMP/mnt.quiet" && {
+    cat "$TMP/mnt.quiet/config.json" >/dev/null
+    unmount_ctfs "$TMP/mnt.quiet"
+    check "foreground stderr says what it serves, and nothing from libfuse" \
+        sh -c "grep -q '^ctfs: serving ' '$TMP/ctfs.err' && ! grep -v -e '^ctfs: serving ' -e '^ctfs: readahead left' '$TMP/ctfs.err'"
+}
 # readahead: the mount's backing device gets it (root only)
 if [ "$(id -u)" = 0 ] && mount_ctfs "$TMP/big" "$TMP/mnt.ra" -o readahead=256K; then
     dev=$(mountpoint -d "$TMP/mnt.ra")
