@@ -801,12 +801,12 @@ int ct_decode_elems(const ct_dtensor *t, uint64_t e0, uint64_t e1, void *out, ct
     uint64_t C = r->cols;
     uint64_t ra = e0 / C, rb = (e1 - 1) / C + 1;
     /* Rows per chunk: as many as fill CHUNK_BYTES of output or of scratch,
-     * whichever is larger per row, so that a cache block of that size is
-     * one chunk (each chunk costs a few preads, and system calls are dear). */
+     * whichever is larger per row, plus the two partial rows a block of
+     * that size cut anywhere in a tensor touches (blocks of a dense file
+     * start after its header, not on row boundaries), so that such a block
+     * is one chunk: each chunk costs a few preads, and system calls are dear. */
     uint64_t row_bytes = C * es, scratch = scratch_row_bytes(r);
-    uint64_t per = CHUNK_BYTES / (scratch > row_bytes ? scratch : row_bytes);
-    if (per == 0)
-        per = 1;
+    uint64_t per = CHUNK_BYTES / (scratch > row_bytes ? scratch : row_bytes) + 2;
     arena *a = arena_reset();
     if (!a)
         return nomem(err, t);
