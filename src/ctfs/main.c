@@ -53,6 +53,7 @@ static struct {
     unsigned qhead, qlen;
     int stop;
     pthread_t *workers;
+    size_t reserve;         /* cache buffers faulted in at start */
 } g = {.qlock = PTHREAD_MUTEX_INITIALIZER, .qcond = PTHREAD_COND_INITIALIZER};
 
 /* Per open file.  Requests of one reader run on several FUSE threads at
@@ -118,7 +119,7 @@ static void *worker(void *arg)
      * memory is slow to fault in on a VM, and the cache's slabs are huge
      * pages. */
     if ((uintptr_t)arg == 0)
-        ct_cache_reserve(ct_fs_cache(g.fs), g.o.prefetch + 4);
+        ct_cache_reserve(ct_fs_cache(g.fs), g.reserve);
     pthread_mutex_lock(&g.qlock);
     while (!g.stop) {
         if (!g.qlen) {
@@ -628,6 +629,9 @@ int main(int argc, char **argv)
         openlog("ctfs", LOG_PID, LOG_DAEMON);
     }
     if (g.o.prefetch && g.o.threads) {
+        /* a stream's buffers, but never more than a quarter of the cap */
+        uint64_t want = (uint64_t)g.o.prefetch + 4, quarter = cache_size / 4 / block_size;
+        g.reserve = (size_t)(want < quarter ? want : quarter ? quarter : 1);
         g.workers = calloc(g.o.threads, sizeof *g.workers);
         for (unsigned i = 0; g.workers && i < g.o.threads; i++)
             pthread_create(&g.workers[i], NULL, worker, (void *)(uintptr_t)i);
