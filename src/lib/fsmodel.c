@@ -464,8 +464,8 @@ void ct_fs_advise(ct_fs *fs, uint64_t ino, uint64_t block, uint64_t nblocks)
 {
     const ct_fs_node *n = ct_fs_get(fs, ino);
     uint64_t bs = ct_cache_block_size(fs->cache);
-    if (!n || block >= n->size / bs + 1 || nblocks > n->size / bs + 1)
-        return;
+    if (!n || block > n->size / bs)
+        return;   /* (the range is clamped to the file further down) */
     if (n->kind == CT_FS_VIEW)
         ct_view_advise(fs->views[n->index], block * bs, nblocks * bs);
     else if (n->kind == CT_FS_TENSOR)
