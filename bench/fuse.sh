@@ -57,8 +57,11 @@ umount_all() { fusermount3 -u "$W/ct" 2>/dev/null || true; fusermount3 -u "$W/nu
 # one drop made the ratio depend on the order.)  Best of REPS, the order of
 # the file systems alternating between repetitions.
 REPS=${REPS:-5}
-declare -A res
-best() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 > a + 0) ? b : a }'; }
+declare -A res folios
+# every reading is kept; the table shows the best (the noise here only ever
+# slows a reading down) and the runs line below it the median
+best() { echo $1 | tr ' ' '\n' | sort -g | tail -1; }
+median() { echo $1 | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 cold_one() {   # FILE MODE ARG
     umount_all; drop; mount_ct; mount_null
     "$W/readbench" "$2" "$1" "$3"
@@ -83,20 +86,23 @@ measure() {
                 umount_all; drop; mount_ct; mount_null
                 "$W/readbench" "$mode" "$f" "$arg" >/dev/null
                 "$W/readbench" "$mode" "$f" "$arg" >/dev/null
-                res[$label.$fs]=$(best "${res[$label.$fs]}" "$("$W/readbench" "$mode" "$f" "$arg")")
+                res[$label.$fs]+=" $("$W/readbench" "$mode" "$f" "$arg")"
+                if [ "$i" = 1 ] && [ "$fs" != null ]; then
+                    folios[$fs]=$("$W/readbench" folios "$f")
+                fi
             done
         done
         return
     fi
     for i in $(seq "$REPS"); do
         if [ $((i % 2)) = 1 ]; then
-            res[$label.ct]=$(best "${res[$label.ct]}" "$(cold_one "$W/ct/model.safetensors" "$mode" "$arg")")
-            res[$label.null]=$(best "${res[$label.null]}" "$(cold_one "$W/null/data" "$mode" "$arg")")
+            res[$label.ct]+=" $(cold_one "$W/ct/model.safetensors" "$mode" "$arg")"
+            res[$label.null]+=" $(cold_one "$W/null/data" "$mode" "$arg")"
         else
-            res[$label.null]=$(best "${res[$label.null]}" "$(cold_one "$W/null/data" "$mode" "$arg")")
-            res[$label.ct]=$(best "${res[$label.ct]}" "$(cold_one "$W/ct/model.safetensors" "$mode" "$arg")")
+            res[$label.null]+=" $(cold_one "$W/null/data" "$mode" "$arg")"
+            res[$label.ct]+=" $(cold_one "$W/ct/model.safetensors" "$mode" "$arg")"
         fi
-        res[$label.plain]=$(best "${res[$label.plain]}" "$(cold_one "$PLAIN" "$mode" "$arg")")
+        res[$label.plain]+=" $(cold_one "$PLAIN" "$mode" "$arg")"
     done
 }
 measure seq1m seq 1048576 cold
@@ -111,8 +117,15 @@ printf "%-32s %9s %9s %9s %9s %9s\n" "read" "ctfs" "nullFUSE" "plain" "ct/null" 
 for k in seq1m:"cold sequential, 1 MiB reads" seq128k:"cold sequential, 128 KiB reads" mmap:"cold mmap read" \
          warm:"warm re-read (3rd pass), 1 MiB" conc2:"2 concurrent readers (sum)" rand4k:"cold random 4 KiB reads"; do
     key=${k%%:*} label=${k#*:}
-    c=${res[$key.ct]} n=${res[$key.null]} p=${res[$key.plain]}
+    c=$(best "${res[$key.ct]}") n=$(best "${res[$key.null]}") p=$(best "${res[$key.plain]}")
     awk -v l="$label" -v c="$c" -v n="$n" -v p="$p" \
         'BEGIN { printf "%-32s %8.2f  %8.2f  %8.2f  %8.2fx %8.2fx\n", l, c, n, p, c / n, c / p }'
 done
+echo "medians of the $REPS readings (ctfs nullFUSE plain, ct/null ct/plain):"
+for key in seq1m seq128k mmap warm conc2 rand4k; do
+    c=$(median "${res[$key.ct]}") n=$(median "${res[$key.null]}") p=$(median "${res[$key.plain]}")
+    awk -v l="$key" -v c="$c" -v n="$n" -v p="$p" \
+        'BEGIN { printf "  %-8s %6.2f %6.2f %6.2f  %5.2fx %5.2fx\n", l, c, n, p, c / n, c / p }'
+done
+echo "page cache after a read: ctfs ${folios[ct]:-?}; plain ${folios[plain]:-?}"
 echo "(GB/s; targets: cold sequential >= 0.8x null FUSE, warm re-read >= 0.6x plain file)"
