@@ -59,7 +59,7 @@ umount_all() { fusermount3 -u "$W/ct" 2>/dev/null || true; fusermount3 -u "$W/nu
 REPS=${REPS:-5}
 declare -A res folios
 # every reading is kept; the table shows the best (the noise here only ever
-# slows a reading down) and the runs line below it the median
+# slows a reading down), the lines below it the medians
 best() { echo $1 | tr ' ' '\n' | sort -g | tail -1; }
 median() { echo $1 | tr ' ' '\n' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 cold_one() {   # FILE MODE ARG
