@@ -522,7 +522,6 @@ static struct {
     void (*dq_i8)(const uint8_t *, size_t, float, float, ct_dtype, void *);
     void (*dq_f8)(const uint8_t *, size_t, float, ct_dtype, void *);
     void (*fp4)(const uint8_t *, size_t, const float *, size_t, uint16_t *);
-    void (*lut4s)(const uint8_t *, size_t, const float *, float, float, uint16_t *);
     void (*lut4s_groups)(const uint8_t *, uint64_t, uint64_t, uint64_t, const float *, const float *, const float *,
                          uint16_t *);
     void (*fp4c)(const uint8_t *, size_t, const uint8_t *, size_t, const uint16_t *, uint16_t *);
@@ -540,7 +539,6 @@ static void select_paths(int portable)
     K.dq_f8 = dq_f8_c;
     K.fp4 = fp4_bf16_c;
     K.fp4c = fp4_coded_c;
-    K.lut4s = lut4s_c;
     K.lut4s_groups = lut4s_groups_c;
     const char *sc = "c", *pc = "c", *lu = "c", *dq = "c", *f4 = "c";
 #ifdef CT_X86
@@ -562,7 +560,6 @@ static void select_paths(int portable)
             K.dq_f8 = dq_f8_tab_avx512;
             K.fp4 = fp4_bf16_avx512;
             K.fp4c = fp4_coded_avx512;
-            K.lut4s = lut4s_avx512;
             K.lut4s_groups = lut4s_groups_avx512;
             dq = "avx512bw+table";
             f4 = "avx512bw";
@@ -641,12 +638,6 @@ void ct_k_fp4_bf16_coded(const uint8_t *packed, size_t n, const uint8_t *codes, 
 {
     ensure();
     K.fp4c(packed, n, codes, gs, tab, out);
-}
-
-void ct_k_lut4_scaled_bf16(const uint8_t *packed, size_t n, const float v[16], float z, float s, uint16_t *out)
-{
-    ensure();
-    K.lut4s(packed, n, v, z, s, out);
 }
 
 void ct_k_lut4_scaled_bf16_groups(const uint8_t *row, uint64_t c_lo, uint64_t c_hi, uint64_t gs, const float v[16],

@@ -37,12 +37,10 @@ void ct_k_table16(const float v[16], float z, float s, ct_dtype od, uint16_t tab
 /* BF16 outputs of FP4 pairs: element i (nibbles as ct_k_lut4_u16) times
  * scales[i / gs]; n and gs multiples of 16. */
 void ct_k_fp4_bf16(const uint8_t *packed, size_t n, const float *scales, size_t gs, uint16_t *out);
-/* 4-bit codes to BF16 through the table of (v[u] - z) * s, as
- * ct_k_table16 + ct_k_lut4_u16 do, in one pass (n even). */
-void ct_k_lut4_scaled_bf16(const uint8_t *packed, size_t n, const float v[16], float z, float s, uint16_t *out);
 /* Columns [c_lo, c_hi) of one row of 4-bit codes (row: the packed row's
- * first byte) in groups of gs columns, group g through z[g] (NULL: 0) and
- * s[g]: ct_k_lut4_scaled_bf16 per group, in one call. */
+ * first byte; c_lo and c_hi even) to BF16 in groups of gs columns, group g
+ * through the table of (v[u] - z[g]) * s[g] (z NULL: 0), as ct_k_table16 +
+ * ct_k_lut4_u16 do, in one pass. */
 void ct_k_lut4_scaled_bf16_groups(const uint8_t *row, uint64_t c_lo, uint64_t c_hi, uint64_t gs, const float v[16],
                                   const float *z, const float *s, uint16_t *out);
 /* NVFP4 by table: tab[code * 16 + c] = round_bf16(fp4(c) * s[code]) for

@@ -93,12 +93,13 @@ START_TEST(t_lut_and_fp4)
             for (int u = 0; u < 16; u++)
                 v16[u] = (float)(u - 8);
             float z = it % 3 ? 0.0f : (float)(int)(rnd() % 16) - 8.0f;
+            /* one group of n columns */
             ct_k_force_portable(1);
             memset(a, 0, sizeof a);
-            ct_k_lut4_scaled_bf16(p, n, v16, z, sc[0], a);
+            ct_k_lut4_scaled_bf16_groups(p, 0, n, n ? n : 1, v16, &z, sc, a);
             ct_k_force_portable(0);
             memset(b, 0, sizeof b);
-            ct_k_lut4_scaled_bf16(p, n, v16, z, sc[0], b);
+            ct_k_lut4_scaled_bf16_groups(p, 0, n, n ? n : 1, v16, &z, sc, b);
             ck_assert_msg(memcmp(a, b, sizeof a) == 0, "lut4 scaled n=%zu s=%a z=%g", n, (double)sc[0], (double)z);
             /* a row's groups in one call = one call per group, on both paths */
             size_t ggs = (size_t)2 << (rnd() % 7), ng = sizeof sc / sizeof *sc;
@@ -114,7 +115,7 @@ START_TEST(t_lut_and_fp4)
             memset(a, 0, sizeof a);
             for (uint64_t c = lo; c < hi;) {
                 uint64_t g = c / ggs, end = (g + 1) * ggs < hi ? (g + 1) * ggs : hi;
-                ct_k_lut4_scaled_bf16(p + c / 2, end - c, v16, zp ? zp[g] : 0.0f, sc[g], a + (c - lo));
+                ct_k_lut4_scaled_bf16_groups(p, c, end, ggs, v16, zp, sc, a + (c - lo));
                 c = end;
             }
             for (int portable = 0; portable < 2; portable++) {
