@@ -924,7 +924,10 @@ int ct_source_read(const ct_source *s, size_t i, uint64_t off, uint64_t len, voi
         return ct_st_pread(t->r.main.st, t->r.main.t, off, len, buf, err);
     size_t es = ct_dtype_bits(t->info.dtype) / 8;
     uint64_t e0 = off / es, e1 = (off + len + es - 1) / es;
-    if (off % es == 0 && len % es == 0)
+    /* The decoders store whole elements through typed pointers: a range
+     * that starts or ends inside an element, or a buffer that is not
+     * aligned for the element type, is decoded into a temporary. */
+    if (off % es == 0 && len % es == 0 && (uintptr_t)buf % es == 0)
         rc = ct_decode_elems(t, e0, e1, buf, err);
     else {
         char *tmp = malloc((e1 - e0) * es);
