@@ -61,8 +61,9 @@ int ct_fs_cached_kind(ct_fs_kind k);   /* decoded through the cache */
 int ct_fs_read(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, void *buf, size_t *got, ct_err *err);
 /* Zero-copy reads of decoded files: pin the cache blocks covering
  * [off, off+len) (clamped to the size) and return up to max spans pointing
- * into them; the bytes stay valid until ct_fs_unpin().  Returns 0 with
- * *n = 0 for kinds that are not cached (use ct_fs_read). */
+ * into them; the bytes stay valid until ct_fs_unpin().  Stops after max
+ * spans, so the spans may cover less than asked: the caller sums them.
+ * Returns 0 with *n = 0 for kinds that are not cached (use ct_fs_read). */
 typedef struct ct_fs_span {
     const void *data;
     size_t len;

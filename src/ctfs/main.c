@@ -339,7 +339,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     }
     ct_err err = {0};
     int near = streaming(h, (uint64_t)off);
-    if (ct_fs_cached_kind(n->kind) && (near || ct_fs_cached(g.fs, ino, (uint64_t)off))) {
+    int via_cache = ct_fs_cached_kind(n->kind) && (near || ct_fs_cached(g.fs, ino, (uint64_t)off));
+    /* a read touches at most size / bs + 2 blocks; with small blocks that
+     * can be more spans than one reply gathers, and a short reply would
+     * tell the kernel the file ends there: such reads are copied */
+    if (via_cache && size / ct_cache_block_size(ct_fs_cache(g.fs)) + 2 <= MAX_SPANS) {
         /* Zero copy: reply straight from the pinned cache blocks. */
         ct_fs_span sp[MAX_SPANS];
         size_t ns = 0;
@@ -366,17 +370,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         ct_fs_unpin(g.fs, sp, ns);
         return;
     }
-    /* Random readers of uncached blocks, and files outside the cache:
-     * decode or read exactly what is asked. */
+    /* Random readers of uncached blocks (decoded exactly as asked, past
+     * the cache), files outside the cache, and reads of more blocks than
+     * MAX_SPANS (copied out of the cache). */
     char *buf = malloc(size ? size : 1);
     size_t got = 0;
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
     }
-    int rc = ct_fs_cached_kind(n->kind) ? ct_fs_read_direct(g.fs, ino, (uint64_t)off, size, buf, &got, &err)
-                                        : ct_fs_read(g.fs, ino, (uint64_t)off, size, buf, &got, &err);
-    note_read(h, n, ino, off, got, 0);   /* where it ended: the next read may go on from there */
+    int direct = ct_fs_cached_kind(n->kind) && !via_cache;
+    int rc = direct ? ct_fs_read_direct(g.fs, ino, (uint64_t)off, size, buf, &got, &err)
+                    : ct_fs_read(g.fs, ino, (uint64_t)off, size, buf, &got, &err);
+    note_read(h, n, ino, off, got, near && via_cache);   /* where it ended: the next read may go on from there */
     if (rc) {
         log_msg(LOG_ERR, "read of %s at %lld failed: %s", n->name, (long long)off, err.msg);
         free(buf);

@@ -140,6 +140,16 @@ else
     not_ok "direct_io: mount: $(cat "$TMP/ctfs.err")"
 fi
 
+# a block size that is no multiple of any element size: blocks start inside
+# elements and at every alignment, which the decoders must not care about
+mkdir -p "$TMP/mnt.odd"
+if mount_ctfs "$TMP/big" "$TMP/mnt.odd" -o block_size=4099,cache_size=1M; then
+    check "block_size=4099: the dense view is mkct's bytes" cmp -s "$TMP/mnt.odd/$big2" "$TMP/big.dense/$big2"
+    unmount_ctfs "$TMP/mnt.odd"
+else
+    not_ok "block_size=4099: mount: $(cat "$TMP/ctfs.err")"
+fi
+
 # fstab path: mount(8) -> mount.fuse3 -> ctfs, options passed through.
 if [ "$(id -u)" = 0 ] && command -v mount.fuse3 >/dev/null 2>&1; then
     mkdir -p "$TMP/mnt.fstab"
