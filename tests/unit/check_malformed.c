@@ -11,6 +11,7 @@
 #include "ct/dense.h"
 #include "ct/source.h"
 #include "ct/util.h"
+#include "ct/view.h"
 
 static char *root;
 static int ncase;
@@ -368,17 +369,100 @@ START_TEST(t_failed_write_leaves_nothing)
 }
 END_TEST
 
-/* Seeded random mutations of the reference vectors. */
+/* Seeded random mutations of the reference vectors: bytes flipped anywhere,
+ * truncation, a digit or a whole token of the header or of config.json
+ * replaced.  Each mutant is opened, decoded whole, and read through its
+ * dense view at random ranges into buffers of every alignment; it must
+ * fail with a code and a message, or succeed.  CT_MUTATIONS sets the
+ * mutants per vector (default 16): a long run under --enable-sanitizers is
+ * the fuzz campaign of doc/performance.md's robustness note. */
+static uint64_t mx = 0x1234567887654321ull;
+static uint64_t mrnd(void)
+{
+    mx ^= mx << 13;
+    mx ^= mx >> 7;
+    mx ^= mx << 17;
+    return mx;
+}
+
+static const char *const tokens[] = {
+    "\"BF16\"", "\"F32\"", "\"I32\"", "\"I64\"", "\"U8\"", "\"F8_E4M3\"", "\"pack-quantized\"", "\"int-quantized\"",
+    "\"float-quantized\"", "\"sparse-bitmask\"", "\"sparse-24-bitmask\"", "\"nvfp4-pack-quantized\"", "\"dense\"",
+    "\"group\"", "\"channel\"", "\"tensor\"", "\"block\"", "\"tensor_group\"", "null", "true", "[]", "{}", "0", "-1",
+    "4294967296", "18446744073709551615", "1e308", "[0,0]", "3", "16"};
+
+/* Replace the string or number at or after a random place in [a, b) of
+ * buf (length *n, room for 64 more bytes) by one of tokens. */
+static void replace_token(char *buf, size_t *n, size_t a, size_t b)
+{
+    if (b <= a)
+        return;
+    size_t s = a + mrnd() % (b - a);
+    while (s < b && buf[s] != '"' && !(buf[s] >= '0' && buf[s] <= '9'))
+        s++;
+    if (s >= b)
+        return;
+    size_t e = s + 1;
+    if (buf[s] == '"') {
+        while (e < b && buf[e] != '"')
+            e++;
+        e += e < b;
+    } else {
+        while (e < b && buf[e] >= '0' && buf[e] <= '9')
+            e++;
+    }
+    const char *w = tokens[mrnd() % (sizeof tokens / sizeof *tokens)];
+    size_t wl = strlen(w);
+    memmove(buf + s + wl, buf + e, *n - e);
+    memcpy(buf + s, w, wl);
+    *n = *n - (e - s) + wl;
+}
+
+static void set_digit(char *buf, size_t a, size_t b)
+{
+    for (int tries = 0; tries < 100 && b > a; tries++) {
+        size_t at = a + mrnd() % (b - a);
+        if (buf[at] >= '0' && buf[at] <= '9') {
+            buf[at] = (char)('0' + mrnd() % 10);
+            return;
+        }
+    }
+}
+
+/* Views of every shard read at random ranges into buffers at offsets 0..7. */
+static int read_views(const char *path, ct_err *err)
+{
+    ct_source *s;
+    int rc = ct_source_open(path, NULL, &s, err);
+    if (rc)
+        return rc;
+    for (size_t sh = 0; sh < ct_source_nshards(s) && !rc; sh++) {
+        ct_view *v;
+        if ((rc = ct_view_new(s, sh, &v, err)))
+            break;
+        uint64_t size = ct_view_size(v);
+        char *buf = malloc(size + 8);
+        for (int k = 0; k < 8 && !rc; k++) {
+            uint64_t off = mrnd() % size, len = 1 + mrnd() % (size - off);
+            rc = ct_view_read(v, off, len, buf + k, err);
+        }
+        free(buf);
+        ct_view_free(v);
+    }
+    ct_source_close(s);
+    return rc;
+}
+
 START_TEST(t_mutations)
 {
-    const char *r = getenv("REFVECTORS");
+    const char *r = getenv("REFVECTORS"), *m_env = getenv("CT_MUTATIONS");
+    int per = m_env && atoi(m_env) > 0 ? atoi(m_env) : 16;
     char pat[4096];
     snprintf(pat, sizeof pat, "%s/ct-*/*/model.safetensors", r ? r : CT_SRCDIR "/../shared/refvectors");
     glob_t g;
     if (glob(pat, 0, NULL, &g) != 0)
         return;
-    uint64_t x = 0x1234567887654321ull;
-    int ok = 0, rejected = 0;
+    int ok = 0, rejected = 0, total = 0;
     for (size_t k = 0; k < g.gl_pathc; k++) {
         char *orig;
         size_t len;
@@ -390,46 +474,58 @@ START_TEST(t_mutations)
         char *cfg = NULL;
         size_t cl;
         ck_assert_int_eq(ct_read_file(cfgsrc, 1 << 20, &cfg, &cl, &err), 0);
-        for (int m = 0; m < 16; m++) {
+        uint64_t hl;
+        memcpy(&hl, orig, 8);
+        ck_assert_uint_le(hl, len - 8);
+        for (int m = 0; m < per; m++) {
             char *d = case_dir(), *p = tu_path(d, "model.safetensors"), *c = tu_path(d, "config.json");
-            tu_write_file(c, cfg);
-            char *buf = malloc(len);
+            char *buf = malloc(len + 64), *cbuf = malloc(cl + 65);
             memcpy(buf, orig, len);
-            size_t n = len;
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-            switch (m % 4) {
+            memcpy(cbuf, cfg, cl);
+            size_t n = len, cn = cl;
+            switch (mrnd() % 6) {
             case 0: /* flip a few bytes anywhere */
-            case 1:
-                for (int f = 0; f < 1 + m; f++) {
-                    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-                    buf[x % len] ^= (char)(1u << (x >> 60 & 7));
-                }
+                for (int f = 0, nf = 1 + (int)(mrnd() % 16); f < nf; f++)
+                    buf[mrnd() % len] ^= (char)(1u << (mrnd() >> 60 & 7));
                 break;
-            case 2: /* truncate */
-                n = x % len;
+            case 1: /* truncate */
+                n = mrnd() % len;
                 break;
-            default: { /* change a digit inside the header */
-                uint64_t hl;
-                memcpy(&hl, buf, 8);
-                for (int tries = 0; tries < 100; tries++) {
-                    x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-                    size_t at = 8 + x % hl;
-                    if (buf[at] >= '0' && buf[at] <= '9') {
-                        buf[at] = (char)('0' + (x >> 50) % 10);
-                        break;
-                    }
-                }
+            case 2: /* change a digit inside the header */
+                set_digit(buf, 8, 8 + hl);
+                break;
+            case 3: { /* replace a token of the header; the length prefix follows, mostly */
+                replace_token(buf, &n, 8, 8 + hl);
+                uint64_t nh = hl + n - len;
+                if (mrnd() % 4)
+                    memcpy(buf, &nh, 8);
+                break;
             }
+            case 4: /* change a digit of config.json */
+                set_digit(cbuf, 0, cn);
+                break;
+            default: /* replace a token of config.json */
+                replace_token(cbuf, &cn, 0, cn);
             }
+            cbuf[cn] = 0;
+            tu_write_file(c, cbuf);
             FILE *f = fopen(p, "wb");
-            fwrite(buf, 1, n, f);
+            ck_assert_ptr_nonnull(f);
+            ck_assert_uint_eq(fwrite(buf, 1, n, f), n);
             fclose(f);
             int rc = open_and_decode(d, &err);
+            if (!rc)
+                rc = read_views(d, &err);
             ck_assert_msg(rc >= 0 && rc <= CT_ECHANGED, "unexpected code %d", rc);
             if (rc)
                 ck_assert_msg(err.msg[0], "empty message for code %d", rc);
             rc ? rejected++ : ok++;
+            total++;
+            unlink(p);   /* a long run must not fill the disk */
+            unlink(c);
+            rmdir(d);
             free(buf);
+            free(cbuf);
             free(p);
             free(c);
             free(d);
@@ -437,7 +533,10 @@ START_TEST(t_mutations)
         free(orig);
         free(cfg);
     }
-    ck_assert_int_gt(rejected, 100);
+    printf("# mutations: %d, rejected %d, decoded %d\n", total, rejected, ok);
+    ck_assert_int_eq(total, per * (int)g.gl_pathc);
+    ck_assert_int_gt(rejected, total / 4);
+    ck_assert_int_gt(ok, total / 20);
     globfree(&g);
 }
 END_TEST
