@@ -377,13 +377,7 @@ END_TEST
  * mutants per vector (default 16): a long run under --enable-sanitizers is
  * the fuzz campaign of doc/performance.md's robustness note. */
 static uint64_t mx = 0x1234567887654321ull;
-static uint64_t mrnd(void)
-{
-    mx ^= mx << 13;
-    mx ^= mx >> 7;
-    mx ^= mx << 17;
-    return mx;
-}
+static uint64_t mrnd(void) { return tu_rnd(&mx); }
 
 static const char *const tokens[] = {
     "\"BF16\"", "\"F32\"", "\"I32\"", "\"I64\"", "\"U8\"", "\"F8_E4M3\"", "\"pack-quantized\"", "\"int-quantized\"",

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "tap.h"
+#include "testutil.h"
 #include "ct/source.h"
 #include "ct/view.h"
 
@@ -20,13 +21,7 @@ static const char *refdir(void)
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
+static uint64_t rnd(void) { return tu_rnd(&rng_state); }
 
 START_TEST(t_case)
 {

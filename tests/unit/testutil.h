@@ -75,4 +75,13 @@ static inline char *tu_path(const char *dir, const char *name)
     snprintf(p, n, "%s/%s", dir, name);
     return p;
 }
+/* xorshift64: the tests' seeded pseudo-random numbers (*state != 0). */
+static inline uint64_t tu_rnd(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
 #endif
