@@ -43,7 +43,8 @@ typedef struct ct_compress_opts {
  * a directory (or shard_size) gives a directory: the shards, the index
  * rewritten with the compressed names and total_size, config.json with the
  * quantization_config (as upstream's save_pretrained: indent 2, sorted keys,
- * trailing newline), every other regular file copied.  A module's stored
+ * trailing newline), every other file and directory copied
+ * (ct_list_other_files).  A module's stored
  * quantization parameters may sit in any shard.  Memory: a few times the
  * largest tensor per thread; the compressed tensors are parked in an
  * unlinked temporary file in dst's directory until the output is laid out. */

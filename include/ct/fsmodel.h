@@ -3,7 +3,8 @@
  *   SRC a file X.safetensors:  /X.safetensors (dense view)
  *   SRC a directory:           /<shard> (dense shard per source shard),
  *                              /model.safetensors.index.json, /config.json
- *                              (rewritten), every other regular file as is
+ *                              (rewritten), every other file and
+ *                              directory as is (ct_source_other_files)
  *   always:                    /tensors/<name> (raw little-endian bytes),
  *                              /tensors/<name>.npy, /.ctfs-stats
  *

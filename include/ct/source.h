@@ -15,6 +15,7 @@
 #include "ct/dtype.h"
 #include "ct/err.h"
 #include "ct/st.h"
+#include "ct/util.h"
 
 typedef struct ct_source ct_source;
 
@@ -51,6 +52,11 @@ size_t ct_source_nshards(const ct_source *s);
  * name for a single-file source). */
 const char *ct_source_shard_name(const ct_source *s, size_t i);
 const ct_st *ct_source_shard(const ct_source *s, size_t i);
+
+/* The other files of a directory source (ct_list_other_files): all but
+ * its shards, model.safetensors.index.json and config.json, which a dense
+ * copy rewrites.  None for a single-file source. */
+int ct_source_other_files(const ct_source *s, ct_other_file **out, size_t *n, ct_err *err);
 
 size_t ct_source_ntensors(const ct_source *s);   /* sorted by name */
 const ct_tensor *ct_source_tensor(const ct_source *s, size_t i);

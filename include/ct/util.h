@@ -43,6 +43,26 @@ char *ct_path_join(const char *dir, const char *name);
 int ct_parse_size(const char *s, uint64_t *out);
 /* Copy a regular file to a new file (refuses to overwrite). */
 int ct_copy_file(const char *from, const char *to, ct_err *err);
+/* The files of a checkpoint directory other than the model's own:
+ * everything in dir and below it, as paths relative to dir, sorted by path
+ * (a directory comes before what it holds).  Names in skip (NULL entries
+ * ignored) are left out at the top level only: the shards, the index and
+ * config.json, which the callers write themselves.  Regular files and
+ * directories only; names starting with '.' are left out (.git, .cache,
+ * .gitattributes).  Symbolic links are followed (a Hugging Face cache
+ * snapshot is made of them), except to a directory on their own path (a
+ * loop, left out); dangling links are left out. */
+typedef struct ct_other_file {
+    char *rel;        /* "README.md", "original/params.json" */
+    int is_dir;
+    uint64_t size;    /* of a regular file, when listed */
+} ct_other_file;
+int ct_list_other_files(const char *dir, const char *const *skip, size_t nskip, ct_other_file **out, size_t *n,
+                        ct_err *err);
+void ct_other_files_free(ct_other_file *f, size_t n);
+/* Copy the n listed files of dir into the existing directory dst
+ * (directories made 0755). */
+int ct_copy_other_files(const char *dir, const ct_other_file *f, size_t n, const char *dst, ct_err *err);
 /* Remove a directory tree (best effort; for cleaning up our own temporaries). */
 void ct_remove_tree(const char *path);
 /* Build a directory atomically: fill() writes into a fresh temporary

@@ -1,5 +1,4 @@
 #include "config.h"
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -153,14 +152,6 @@ static int write_view_file(const ct_source *src, size_t shard, const char *path,
     return rc;
 }
 
-static int is_shard(const ct_source *src, const char *name)
-{
-    for (size_t i = 0; i < ct_source_nshards(src); i++)
-        if (!strcmp(ct_source_shard_name(src, i), name))
-            return 1;
-    return 0;
-}
-
 static uint64_t dense_total(const ct_source *src)
 {
     uint64_t total = 0;
@@ -196,25 +187,12 @@ static int write_dir(const ct_source *src, const char *tmpdir, ct_progress_fn pr
         free(text);
         text = NULL;
     }
-    DIR *d = rc ? NULL : opendir(ct_source_path(src));
-    if (!rc && !d)
-        rc = ct_fail(err, CT_EIO, "%s: %s", ct_source_path(src), strerror(errno));
-    struct dirent *de;
-    while (!rc && d && (de = readdir(d))) {
-        const char *n = de->d_name;
-        if (!strcmp(n, ".") || !strcmp(n, "..") || is_shard(src, n) || !strcmp(n, side[0]) || !strcmp(n, side[1]))
-            continue;
-        char *from = ct_path_join(ct_source_path(src), n), *to = ct_path_join(tmpdir, n);
-        struct stat sb;
-        if (!from || !to)
-            rc = ct_fail(err, CT_ENOMEM, "out of memory");
-        else if (stat(from, &sb) == 0 && S_ISREG(sb.st_mode))
-            rc = ct_copy_file(from, to, err);
-        free(from);
-        free(to);
-    }
-    if (d)
-        closedir(d);
+    /* every other file and directory as is */
+    ct_other_file *f = NULL;
+    size_t n = 0;
+    if (!rc && !(rc = ct_source_other_files(src, &f, &n, err)))
+        rc = ct_copy_other_files(ct_source_path(src), f, n, tmpdir, err);
+    ct_other_files_free(f, n);
     return rc;
 }
 

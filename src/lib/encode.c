@@ -15,7 +15,6 @@
 #include "ct/strmap.h"
 #include "ct/util.h"
 #include "ct/pyjson.h"
-#include <dirent.h>
 #include <pthread.h>
 
 /* The compressed-tensors release whose layout this writer produces. */
@@ -1588,26 +1587,28 @@ static int emit_dir(const char *tmp, void *arg, ct_err *err)
             ct_buf_free(&b);
         }
     }
-    /* every other regular file as is */
-    DIR *dd = rc || !d->src ? NULL : opendir(d->src);
-    struct dirent *de;
-    while (!rc && dd && (de = readdir(dd))) {
-        const char *n = de->d_name;
-        int skip = n[0] == '.' || !strcmp(n, "config.json") || !strcmp(n, "model.safetensors.index.json");
-        for (size_t i = 0; i < j->nsh && !skip; i++)
-            skip = !strcmp(n, j->shard_names[i]);
-        for (size_t i = 0; i < nf && !skip; i++)
-            skip = !strcmp(n, f[i].name);
-        if (skip)
-            continue;
-        char *from = ct_path_join(d->src, n), *to = ct_path_join(tmp, n);
-        if (from && to && stat(from, &sb) == 0 && S_ISREG(sb.st_mode))
-            rc = ct_copy_file(from, to, err);
-        free(from);
-        free(to);
+    /* every other file and directory as is: all but the source's shards,
+     * index and config, and the names written above */
+    if (!rc && d->src) {
+        size_t nskip = j->nsh + nf + 2;
+        const char **skip = malloc(nskip * sizeof *skip);
+        ct_other_file *o = NULL;
+        size_t no = 0;
+        if (!skip) {
+            rc = oom(err);
+        } else {
+            for (size_t i = 0; i < j->nsh; i++)
+                skip[i] = j->shard_names[i];
+            for (size_t i = 0; i < nf; i++)
+                skip[j->nsh + i] = f[i].name;
+            skip[nskip - 2] = "config.json";
+            skip[nskip - 1] = "model.safetensors.index.json";
+            if (!(rc = ct_list_other_files(d->src, skip, nskip, &o, &no, err)))
+                rc = ct_copy_other_files(d->src, o, no, tmp, err);
+        }
+        ct_other_files_free(o, no);
+        free(skip);
     }
-    if (dd)
-        closedir(dd);
     cJSON_Delete(index);
     cJSON_Delete(cfgj);
     free_ofiles(f, nf);

@@ -1,8 +1,8 @@
 #include "config.h"
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,12 +131,23 @@ static ct_fs_node *add_node(ct_fs *fs, uint64_t parent, char *name, ct_fs_kind k
     return &fs->nodes[n->ino - 1];
 }
 
-static int is_shard(const ct_source *src, const char *name)
+/* The directory node at path rel[0..len) below the root; 0 if none. */
+static uint64_t lookup_path(const ct_fs *fs, const char *rel, size_t len)
 {
-    for (size_t i = 0; i < ct_source_nshards(src); i++)
-        if (!strcmp(ct_source_shard_name(src, i), name))
-            return 1;
-    return 0;
+    uint64_t ino = 1;
+    char name[NAME_MAX + 1];
+    for (size_t i = 0; i < len && ino;) {
+        size_t k = i;
+        while (k < len && rel[k] != '/')
+            k++;
+        if (k - i > NAME_MAX)
+            return 0;
+        memcpy(name, rel + i, k - i);
+        name[k - i] = 0;
+        ino = ct_fs_lookup(fs, ino, name);
+        i = k + 1;
+    }
+    return ino && fs->nodes[ino - 1].kind == CT_FS_DIR ? ino : 0;
 }
 
 static int fill_block(void *ctx, uint64_t ino, uint64_t block, void *buf, size_t *len, ct_err *err);
@@ -197,29 +208,26 @@ int ct_fs_new(const ct_source *src, const ct_fs_opts *o, ct_fs **out, ct_err *er
             n->bytes = text;
             n->nbytes = len;
         }
-        DIR *d = opendir(ct_source_path(src));
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            const char *nm = de->d_name;
-            if (nm[0] == '.' || is_shard(src, nm) || !strcmp(nm, side[0]) || !strcmp(nm, side[1])
-                || !strcmp(nm, "tensors"))
+        /* every other file and directory as is, but for a top-level
+         * "tensors" (the mount's own) and what it holds */
+        ct_other_file *f;
+        size_t nf;
+        if ((rc = ct_source_other_files(src, &f, &nf, err)))
+            goto fail;
+        for (size_t i = 0; i < nf; i++) {
+            const char *rel = f[i].rel, *base = strrchr(rel, '/');
+            if (!strcmp(rel, "tensors") || !strncmp(rel, "tensors/", 8))
                 continue;
-            char *p = ct_path_join(ct_source_path(src), nm);
-            struct stat sb;
-            if (p && stat(p, &sb) == 0 && S_ISREG(sb.st_mode)) {
-                ct_fs_node *n = add_node(fs, 1, strdup(nm), CT_FS_PASSTHRU, (uint64_t)sb.st_size);
-                if (!n) {
-                    free(p);
-                    closedir(d);
-                    goto nomem;
-                }
-                n->path = p;
-            } else {
-                free(p);
+            uint64_t parent = base ? lookup_path(fs, rel, (size_t)(base - rel)) : 1;
+            ct_fs_node *n = parent ? add_node(fs, parent, strdup(base ? base + 1 : rel),
+                                              f[i].is_dir ? CT_FS_DIR : CT_FS_PASSTHRU, f[i].size)
+                                   : NULL;
+            if (!n || (!f[i].is_dir && !(n->path = ct_path_join(ct_source_path(src), rel)))) {
+                ct_other_files_free(f, nf);
+                goto nomem;
             }
         }
-        if (d)
-            closedir(d);
+        ct_other_files_free(f, nf);
     }
     if (!add_node(fs, 1, strdup(STATS_NAME), CT_FS_STATS, 0) || !add_node(fs, 1, strdup("tensors"), CT_FS_DIR, 0))
         goto nomem;
@@ -386,7 +394,7 @@ int ct_fs_read(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, void *buf, siz
         *got = len;
         return 0;
     case CT_FS_PASSTHRU: {
-        int fd = open(n->path, O_RDONLY | O_CLOEXEC);
+        int fd = open(n->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO put in its place must not hang */
         if (fd < 0)
             return ct_fail(err, CT_EIO, "%s: %s", n->path, strerror(errno));
         int rc = ct_pread_full(fd, buf, len, off, n->path, err);

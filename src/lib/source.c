@@ -886,6 +886,24 @@ const ct_config *ct_source_config(const ct_source *s) { return s->cfg; }
 size_t ct_source_nshards(const ct_source *s) { return s->nfiles; }
 const char *ct_source_shard_name(const ct_source *s, size_t i) { return i < s->nfiles ? s->names[i] : NULL; }
 const ct_st *ct_source_shard(const ct_source *s, size_t i) { return i < s->nfiles ? s->files[i] : NULL; }
+int ct_source_other_files(const ct_source *s, ct_other_file **out, size_t *n, ct_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (!ct_source_is_dir(s))
+        return 0;
+    const char **skip = malloc((s->nfiles + 2) * sizeof *skip);
+    if (!skip)
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+    for (size_t i = 0; i < s->nfiles; i++)
+        skip[i] = s->names[i];
+    skip[s->nfiles] = "model.safetensors.index.json";
+    skip[s->nfiles + 1] = "config.json";
+    int rc = ct_list_other_files(ct_source_path(s), skip, s->nfiles + 2, out, n, err);
+    free(skip);
+    return rc;
+}
+
 size_t ct_source_ntensors(const ct_source *s) { return s->n; }
 const ct_tensor *ct_source_tensor(const ct_source *s, size_t i) { return i < s->n ? &s->tensors[i].info : NULL; }
 

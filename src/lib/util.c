@@ -220,9 +220,15 @@ char *ct_escape_name(const char *name)
 
 int ct_copy_file(const char *from, const char *to, ct_err *err)
 {
-    int in = open(from, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put in place of the file must not hang us */
+    int in = open(from, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (in < 0)
         return ct_fail(err, CT_EIO, "%s: cannot open: %s", from, strerror(errno));
+    struct stat sb;
+    if (fstat(in, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(in);
+        return ct_fail(err, CT_EIO, "%s: not a regular file", from);
+    }
     int out = open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (out < 0) {
         close(in);
@@ -247,6 +253,134 @@ int ct_copy_file(const char *from, const char *to, ct_err *err)
     return rc;
 }
 
+
+#define TREE_MAX_DEPTH 64
+
+typedef struct {
+    ct_other_file *v;
+    size_t n, cap;
+} other_list;
+
+static int other_push(other_list *l, char *rel, int is_dir, uint64_t size)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        ct_other_file *v = realloc(l->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (ct_other_file){rel, is_dir, size};
+    return 0;
+}
+
+/* devs/inos[0..depth]: the directories from dir down to abs, to tell a
+ * link back to one of them (a loop). */
+static int list_tree(const char *abs, const char *rel, int depth, dev_t *devs, ino_t *inos,
+                     const char *const *skip, size_t nskip, other_list *l, ct_err *err)
+{
+    DIR *d = opendir(abs);
+    if (!d)
+        return ct_fail(err, CT_EIO, "%s: cannot list: %s", abs, strerror(errno));
+    int rc = 0;
+    struct dirent *de;
+    while (!rc && (de = readdir(d))) {
+        const char *nm = de->d_name;
+        int skipped = nm[0] == '.';
+        for (size_t i = 0; i < nskip && !depth && !skipped; i++)
+            skipped = skip[i] && !strcmp(nm, skip[i]);
+        if (skipped)
+            continue;
+        char *a = ct_path_join(abs, nm), *r = depth ? ct_path_join(rel, nm) : strdup(nm);
+        struct stat sb;
+        if (!a || !r) {
+            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        } else if (stat(a, &sb) != 0) {
+            /* a dangling symbolic link, or gone since readdir */
+        } else if (S_ISREG(sb.st_mode)) {
+            if (other_push(l, r, 0, (uint64_t)sb.st_size))
+                rc = ct_fail(err, CT_ENOMEM, "out of memory");
+            else
+                r = NULL;
+        } else if (S_ISDIR(sb.st_mode)) {
+            int loop = 0;
+            for (int k = 0; k <= depth; k++)
+                loop |= devs[k] == sb.st_dev && inos[k] == sb.st_ino;
+            if (loop) {
+                /* left out */
+            } else if (depth + 1 >= TREE_MAX_DEPTH) {
+                rc = ct_fail(err, CT_EFORMAT, "%s: directories nested deeper than %d", a, TREE_MAX_DEPTH);
+            } else if (other_push(l, r, 1, 0)) {
+                rc = ct_fail(err, CT_ENOMEM, "out of memory");
+            } else {
+                const char *sub = r;   /* now owned by the list */
+                r = NULL;
+                devs[depth + 1] = sb.st_dev;
+                inos[depth + 1] = sb.st_ino;
+                rc = list_tree(a, sub, depth + 1, devs, inos, skip, nskip, l, err);
+            }
+        }
+        free(a);
+        free(r);
+    }
+    closedir(d);
+    return rc;
+}
+
+static int cmp_other(const void *a, const void *b)
+{
+    return strcmp(((const ct_other_file *)a)->rel, ((const ct_other_file *)b)->rel);
+}
+
+int ct_list_other_files(const char *dir, const char *const *skip, size_t nskip, ct_other_file **out, size_t *n,
+                        ct_err *err)
+{
+    other_list l = {0};
+    dev_t devs[TREE_MAX_DEPTH];
+    ino_t inos[TREE_MAX_DEPTH];
+    struct stat sb;
+    *out = NULL;
+    *n = 0;
+    if (stat(dir, &sb) != 0)
+        return ct_fail(err, CT_EIO, "%s: %s", dir, strerror(errno));
+    devs[0] = sb.st_dev;
+    inos[0] = sb.st_ino;
+    int rc = list_tree(dir, "", 0, devs, inos, skip, nskip, &l, err);
+    if (rc) {
+        ct_other_files_free(l.v, l.n);
+        return rc;
+    }
+    if (l.n)
+        qsort(l.v, l.n, sizeof *l.v, cmp_other);
+    *out = l.v;
+    *n = l.n;
+    return 0;
+}
+
+void ct_other_files_free(ct_other_file *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(f[i].rel);
+    free(f);
+}
+
+int ct_copy_other_files(const char *dir, const ct_other_file *f, size_t n, const char *dst, ct_err *err)
+{
+    int rc = 0;
+    for (size_t i = 0; !rc && i < n; i++) {
+        char *from = ct_path_join(dir, f[i].rel), *to = ct_path_join(dst, f[i].rel);
+        if (!from || !to)
+            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        else if (f[i].is_dir && mkdir(to, 0755) != 0)
+            rc = ct_fail(err, CT_EIO, "%s: cannot create: %s", to, strerror(errno));
+        else if (!f[i].is_dir)
+            rc = ct_copy_file(from, to, err);
+        free(from);
+        free(to);
+    }
+    return rc;
+}
 
 void ct_remove_tree(const char *path)
 {

@@ -150,6 +150,33 @@ else
     not_ok "block_size=4099: mount: $(cat "$TMP/ctfs.err")"
 fi
 
+# A directory as a Hugging Face cache snapshot makes it: every file a
+# symbolic link into blobs/, plus subdirectories.  The mount shows the same
+# tree as mkct --format dense writes: subdirectories and what they hold,
+# but no dot files, no FIFO (listing it must not hang), no dangling link,
+# no link back up the tree.
+"$PY" "$top_srcdir/tests/gen_checkpoint.py" "$TMP/snap.src" 256 512
+mkdir -p "$TMP/blobs" "$TMP/snap/original/sub" "$TMP/snap/empty" "$TMP/mnt.snap"
+for f in "$TMP"/snap.src/*; do
+    cp "$f" "$TMP/blobs/$(basename "$f").blob"
+    ln -s "../blobs/$(basename "$f").blob" "$TMP/snap/$(basename "$f")"
+done
+echo '{"dim": 4}' >"$TMP/snap/original/params.json"
+echo deep >"$TMP/snap/original/sub/deep.txt"
+echo attrs >"$TMP/snap/.gitattributes"
+mkfifo "$TMP/snap/original/pipe"
+ln -s .. "$TMP/snap/original/loop"
+ln -s nowhere "$TMP/snap/dangling"
+timeout 60 "$MKCT" -q --format dense "$TMP/snap" "$TMP/snap.dense" 2>"$TMP/err" || not_ok "snapshot: mkct: $(cat "$TMP/err")"
+if mount_ctfs "$TMP/snap" "$TMP/mnt.snap"; then
+    check "snapshot: mkct writes the tree listed" sh -c "cd '$TMP/snap.dense' && find . | sort | tr '\n' ' ' | grep -qx '. ./README.txt ./config.json ./empty ./model-00001-of-00002.safetensors ./model-00002-of-00002.safetensors ./model.safetensors.index.json ./original ./original/params.json ./original/sub ./original/sub/deep.txt '"
+    check "snapshot: the mount shows the same tree and bytes" diff -r -x tensors -x .ctfs-stats "$TMP/snap.dense" "$TMP/mnt.snap"
+    check "snapshot: subdirectories are read-only directories" sh -c "[ \"\$(stat -c %A '$TMP/mnt.snap/original/sub')\" = dr-xr-xr-x ]"
+    unmount_ctfs "$TMP/mnt.snap"
+else
+    not_ok "snapshot: mount: $(cat "$TMP/ctfs.err")"
+fi
+
 # fstab path: mount(8) -> mount.fuse3 -> ctfs, options passed through.
 if [ "$(id -u)" = 0 ] && command -v mount.fuse3 >/dev/null 2>&1; then
     mkdir -p "$TMP/mnt.fstab"

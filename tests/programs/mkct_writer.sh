@@ -113,11 +113,19 @@ done
 sh="$REFVECTORS/ct-0.14.0.1/sparse_bitmask/sharded"
 "$MKCT" -q --format dense "$sh" "$TMP/sh.dense"
 echo "notes" >"$TMP/sh.dense/README.md"
+mkdir -p "$TMP/sh.dense/original/sub" "$TMP/sh.dense/.git"
+echo '{"dim": 8}' >"$TMP/sh.dense/original/params.json"
+echo "deep" >"$TMP/sh.dense/original/sub/deep.txt"
+echo "ref" >"$TMP/sh.dense/.git/HEAD"
 if "$MKCT" --format sparse-bitmask "$TMP/sh.dense" "$TMP/sh.sparse" 2>"$TMP/err"; then
     check "dir: the same shard files" sh -c "[ \"\$(ls '$TMP/sh.sparse' | grep -c safetensors\$)\" = 4 ]"
     check "dir: index lists the compressed names" grep -q '"model.layers.0.self_attn.q_proj.bitmask": "model-0000' "$TMP/sh.sparse/model.safetensors.index.json"
     check "dir: config.json holds the sparsity config" grep -q '"format": "sparse-bitmask"' "$TMP/sh.sparse/config.json"
     check "dir: other files copied" cmp -s "$TMP/sh.dense/README.md" "$TMP/sh.sparse/README.md"
+    check "dir: ...and subdirectories, with what they hold" \
+        sh -c "cmp -s '$TMP/sh.dense/original/params.json' '$TMP/sh.sparse/original/params.json' &&
+               cmp -s '$TMP/sh.dense/original/sub/deep.txt' '$TMP/sh.sparse/original/sub/deep.txt'"
+    check "dir: ...but no dot files (.git)" [ ! -e "$TMP/sh.sparse/.git" ]
     "$MKCT" -q --format dense "$TMP/sh.sparse" "$TMP/sh.back"
     "$top_builddir/tests/stmerge" "$TMP/a.st" "$TMP"/sh.dense/model-*.safetensors
     "$top_builddir/tests/stmerge" "$TMP/b.st" "$TMP"/sh.back/model-*.safetensors
