@@ -39,6 +39,7 @@ typedef struct ct_fs_node {
     size_t index;             /* view (shard) or tensor index */
     uint64_t *children;       /* directories */
     size_t nchildren;
+    size_t nsubdirs;          /* children that are directories (st_nlink - 2) */
     char *bytes;              /* CT_FS_BYTES contents; npy header */
     size_t nbytes;
     char *path;               /* CT_FS_PASSTHRU source file */

@@ -169,7 +169,7 @@ static int fill_stat(fuse_ino_t ino, struct stat *st)
     memset(st, 0, sizeof *st);
     st->st_ino = ino;
     st->st_mode = n->kind == CT_FS_DIR ? S_IFDIR | 0555 : S_IFREG | 0444;
-    st->st_nlink = n->kind == CT_FS_DIR ? 2 : 1;
+    st->st_nlink = n->kind == CT_FS_DIR ? 2 + n->nsubdirs : 1;
     st->st_size = (off_t)n->size;
     st->st_blksize = 1 << 20;
     st->st_blocks = (blkcnt_t)((n->size + 511) / 512);

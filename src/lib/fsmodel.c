@@ -127,6 +127,7 @@ static ct_fs_node *add_node(ct_fs *fs, uint64_t parent, char *name, ct_fs_kind k
             return NULL;
         p->children = c;
         p->children[p->nchildren++] = n->ino;
+        p->nsubdirs += kind == CT_FS_DIR;
     }
     return &fs->nodes[n->ino - 1];
 }

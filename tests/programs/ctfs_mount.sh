@@ -172,6 +172,8 @@ if mount_ctfs "$TMP/snap" "$TMP/mnt.snap"; then
     check "snapshot: mkct writes the tree listed" sh -c "cd '$TMP/snap.dense' && find . | sort | tr '\n' ' ' | grep -qx '. ./README.txt ./config.json ./empty ./model-00001-of-00002.safetensors ./model-00002-of-00002.safetensors ./model.safetensors.index.json ./original ./original/params.json ./original/sub ./original/sub/deep.txt '"
     check "snapshot: the mount shows the same tree and bytes" diff -r -x tensors -x .ctfs-stats "$TMP/snap.dense" "$TMP/mnt.snap"
     check "snapshot: subdirectories are read-only directories" sh -c "[ \"\$(stat -c %A '$TMP/mnt.snap/original/sub')\" = dr-xr-xr-x ]"
+    check "snapshot: a directory's link count is 2 + its subdirectories" \
+        sh -c "[ \"\$(stat -c %h '$TMP/mnt.snap' '$TMP/mnt.snap/original' '$TMP/mnt.snap/original/sub' | tr '\n' ' ')\" = '5 3 2 ' ]"
     unmount_ctfs "$TMP/mnt.snap"
 else
     not_ok "snapshot: mount: $(cat "$TMP/ctfs.err")"
