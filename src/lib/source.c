@@ -834,8 +834,19 @@ static int build(ct_source *s, ct_err *err)
             mv[mi].file[p] = f;
         }
     }
-    for (size_t i = 0; i < nm && !rc; i++)
+    for (size_t i = 0; i < nm && !rc; i++) {
         rc = build_module(s, &mv[i], err);
+        /* name the file of the module's first stored piece, if the
+         * message does not already */
+        for (int p = 0; rc && err && p < NPARAM; p++) {
+            if (!mv[i].slot[p].t)
+                continue;
+            const char *path = ct_st_path(mv[i].slot[p].st);
+            if (strncmp(err->msg, path, strlen(path)) != 0)
+                ct_err_prefix(err, "%s: ", path);
+            break;
+        }
+    }
     if (rc)
         goto out;
     qsort(s->tensors, s->n, sizeof *s->tensors, cmp_dt);

@@ -90,6 +90,7 @@ START_TEST(t_quant_shapes)
     int64_t wrong_cols[2] = {2, 24};
     d = w4_case(wrong_cols, 2, 2, W4_CONFIG);
     EXPECT(d, CT_EFORMAT, "weight_packed is");
+    EXPECT(d, CT_EFORMAT, "/model.safetensors: tensor 'm.weight': weight_packed is");   /* names the file */
     free(d);
     d = w4_case(wshape, 2, 3, W4_CONFIG);
     EXPECT(d, CT_EFORMAT, "weight_scale shape [2, 3]");
