@@ -42,7 +42,8 @@ typedef struct ct_fs_node {
     size_t nsubdirs;          /* children that are directories (st_nlink - 2) */
     char *bytes;              /* CT_FS_BYTES contents; npy header */
     size_t nbytes;
-    char *path;               /* CT_FS_PASSTHRU source file */
+    char *path;               /* CT_FS_PASSTHRU source file, for messages */
+    const char *rel;          /* ...relative to the source directory (in path) */
 } ct_fs_node;
 
 typedef struct ct_fs_opts {

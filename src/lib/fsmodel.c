@@ -20,6 +20,8 @@ struct ct_fs {
     ct_view **views;
     size_t nviews;
     ct_cache *cache;
+    int dirfd;                /* the source directory, for pass-through files: the
+                                 daemon's working directory may change (-1: none) */
 };
 
 static const char *STATS_NAME = ".ctfs-stats";
@@ -168,6 +170,8 @@ void ct_fs_free(ct_fs *fs)
         ct_view_free(fs->views[i]);
     free(fs->views);
     ct_cache_free(fs->cache);
+    if (fs->dirfd >= 0)
+        close(fs->dirfd);
     free(fs);
 }
 
@@ -178,6 +182,7 @@ int ct_fs_new(const ct_source *src, const ct_fs_opts *o, ct_fs **out, ct_err *er
     if (!fs)
         return ct_fail(err, CT_ENOMEM, "out of memory");
     fs->src = src;
+    fs->dirfd = -1;
     fs->nviews = ct_source_nshards(src);
     fs->views = calloc(fs->nviews + 1, sizeof *fs->views);
     fs->cache = ct_cache_new(o->cache_size, o->block_size, fill_block, fs);
@@ -192,6 +197,10 @@ int ct_fs_new(const ct_source *src, const ct_fs_opts *o, ct_fs **out, ct_err *er
         n->index = i;
     }
     if (ct_source_is_dir(src)) {
+        if ((fs->dirfd = open(ct_source_path(src), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+            rc = ct_fail(err, CT_EIO, "%s: %s", ct_source_path(src), strerror(errno));
+            goto fail;
+        }
         static const char *side[2] = {"model.safetensors.index.json", "config.json"};
         for (int k = 0; k < 2; k++) {
             char *text = NULL;
@@ -227,6 +236,8 @@ int ct_fs_new(const ct_source *src, const ct_fs_opts *o, ct_fs **out, ct_err *er
                 ct_other_files_free(f, nf);
                 goto nomem;
             }
+            if (!f[i].is_dir)
+                n->rel = n->path + strlen(n->path) - strlen(rel);
         }
         ct_other_files_free(f, nf);
     }
@@ -395,7 +406,7 @@ int ct_fs_read(ct_fs *fs, uint64_t ino, uint64_t off, size_t len, void *buf, siz
         *got = len;
         return 0;
     case CT_FS_PASSTHRU: {
-        int fd = open(n->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO put in its place must not hang */
+        int fd = openat(fs->dirfd, n->rel, O_RDONLY | O_CLOEXEC | O_NONBLOCK);   /* a FIFO put in its place must not hang */
         if (fd < 0)
             return ct_fail(err, CT_EIO, "%s: %s", n->path, strerror(errno));
         int rc = ct_pread_full(fd, buf, len, off, n->path, err);

@@ -178,6 +178,17 @@ if mount_ctfs "$TMP/snap" "$TMP/mnt.snap"; then
 else
     not_ok "snapshot: mount: $(cat "$TMP/ctfs.err")"
 fi
+# SRC given as a relative path: pass-through files are read after the
+# daemon has started, whatever its working directory is by then
+cd "$TMP"
+if mount_ctfs snap "$TMP/mnt.rel"; then
+    check "relative SRC: pass-through files read" \
+        sh -c "cmp -s '$TMP/mnt.rel/README.txt' '$TMP/snap.src/README.txt' && cmp -s '$TMP/mnt.rel/original/sub/deep.txt' '$TMP/snap/original/sub/deep.txt'"
+    unmount_ctfs "$TMP/mnt.rel"
+else
+    not_ok "relative SRC: mount: $(cat "$TMP/ctfs.err")"
+fi
+cd - >/dev/null
 
 # fstab path: mount(8) -> mount.fuse3 -> ctfs, options passed through.
 if [ "$(id -u)" = 0 ] && command -v mount.fuse3 >/dev/null 2>&1; then
