@@ -655,8 +655,12 @@ int main(int argc, char **argv)
         rc = fuse_session_loop_mt(se, lc);
         fuse_loop_cfg_destroy(lc);
     }
-    if (rc)
+    /* libfuse's loops return -errno on failure, and the number of the
+     * signal (SIGINT, SIGTERM, SIGHUP) that stopped them: a normal stop */
+    if (rc < 0)
         status = EXIT_MOUNT;
+    else if (rc > 0)
+        log_msg(LOG_INFO, "stopped by signal %d, unmounting %s", rc, cmd.mountpoint);
     if (g.workers) {
         pthread_mutex_lock(&g.qlock);
         g.stop = 1;

@@ -178,6 +178,16 @@ if mount_ctfs "$TMP/snap" "$TMP/mnt.snap"; then
 else
     not_ok "snapshot: mount: $(cat "$TMP/ctfs.err")"
 fi
+# SIGTERM (systemctl stop, kill) is a normal stop: the mount goes away,
+# readers get ENOTCONN, the daemon exits 0
+if mount_ctfs "$TMP/snap" "$TMP/mnt.term"; then
+    kill -TERM "$pid"
+    wait "$pid"
+    check "SIGTERM: the daemon exits 0" [ "$?" = 0 ]
+    check "SIGTERM: the mount is gone" sh -c "! grep -q ' $TMP/mnt.term ' /proc/mounts"
+else
+    not_ok "SIGTERM: mount: $(cat "$TMP/ctfs.err")"
+fi
 # SRC given as a relative path: pass-through files are read after the
 # daemon has started, whatever its working directory is by then
 cd "$TMP"
