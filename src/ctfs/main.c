@@ -617,7 +617,7 @@ int main(int argc, char **argv)
     free(mopts);
     se = fuse_session_new(&args, &ops, sizeof ops, NULL);
     if (!se) {
-        status = EXIT_MOUNT;
+        status = 1;   /* libfuse said why: nearly always an unknown -o option */
         goto out;
     }
     if (fuse_set_signal_handlers(se) != 0 || fuse_session_mount(se, cmd.mountpoint) != 0) {
