@@ -16,7 +16,8 @@ enum {
     CT_EUNSUPPORTED = 4, /* well-formed but not something we can decode */
     CT_EUSAGE = 5,       /* bad argument from the caller */
     CT_EEXIST = 6,       /* output exists and overwriting was not asked */
-    CT_ECHANGED = 7      /* a source file changed after it was opened */
+    CT_ECHANGED = 7,     /* a source file changed after it was opened */
+    CT_EINTR = 8         /* interrupted: ct_cancel() was called */
 };
 
 typedef struct ct_err {

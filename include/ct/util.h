@@ -33,6 +33,13 @@ const char *ct_memmem_ci(const char *hay, size_t n, const char *needle);
 /* "[16, 256]" into buf; returns buf. */
 char *ct_shape_str(char *buf, size_t size, int ndim, const int64_t *shape);
 
+/* Cancellation, for programs that write files: after ct_cancel() (which a
+ * signal handler may call) every file read and write of libct fails with
+ * CT_EINTR, so that the operation in progress unwinds through its normal
+ * error path and removes its temporary files.  It cannot be undone. */
+void ct_cancel(void);
+int ct_cancelled(void);
+
 int ct_pread_full(int fd, void *buf, uint64_t len, uint64_t off, const char *label, ct_err *err);
 int ct_write_full(int fd, const void *buf, size_t len, const char *label, ct_err *err);
 /* Read a whole (small) file, NUL-terminated; max_size bounds it. */

@@ -49,6 +49,7 @@ const char *ct_strerror(int code)
     case CT_EUSAGE: return "usage error";
     case CT_EEXIST: return "output exists";
     case CT_ECHANGED: return "source changed";
+    case CT_EINTR: return "interrupted";
     default: return "unknown error";
     }
 }

@@ -14,6 +14,7 @@ int ct_exit_status(int code)
     case CT_EFORMAT: return 3;
     case CT_EUNSUPPORTED: return 4;
     case CT_EEXIST: return 5;
+    case CT_EINTR: return 130;
     default: return 6;
     }
 }

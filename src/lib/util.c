@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <stdatomic.h>
 #include "ct/util.h"
 
 int ct_buf_reserve(ct_buf *b, size_t extra)
@@ -89,9 +90,16 @@ char *ct_shape_str(char *buf, size_t size, int ndim, const int64_t *shape)
     return buf;
 }
 
+static atomic_int cancelled;   /* lock-free, hence safe in a signal handler */
+
+void ct_cancel(void) { atomic_store_explicit(&cancelled, 1, memory_order_relaxed); }
+int ct_cancelled(void) { return atomic_load_explicit(&cancelled, memory_order_relaxed); }
+
 int ct_pread_full(int fd, void *buf, uint64_t len, uint64_t off, const char *label, ct_err *err)
 {
     char *p = buf;
+    if (ct_cancelled())
+        return ct_fail(err, CT_EINTR, "%s: interrupted", label);
     while (len) {
         size_t chunk = len > (1u << 30) ? (1u << 30) : (size_t)len;
         ssize_t r = pread(fd, p, chunk, (off_t)off);
@@ -112,6 +120,8 @@ int ct_pread_full(int fd, void *buf, uint64_t len, uint64_t off, const char *lab
 int ct_write_full(int fd, const void *buf, size_t len, const char *label, ct_err *err)
 {
     const char *p = buf;
+    if (ct_cancelled())
+        return ct_fail(err, CT_EINTR, "%s: interrupted", label);
     while (len) {
         ssize_t r = write(fd, p, len);
         if (r < 0) {

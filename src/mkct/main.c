@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <malloc.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,7 +297,7 @@ static void progress(void *ctx, uint64_t done, uint64_t total)
             (double)total / 1048576.0, rate / 1048576.0, eta);
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"format", required_argument, 0, 'f'}, {"config", required_argument, 0, 'c'},
@@ -459,4 +460,38 @@ int main(int argc, char **argv)
         return ct_exit_status(rc);
     }
     return 0;
+}
+
+/* SIGINT, SIGTERM, SIGHUP (unless ignored): the write in progress fails at its next read or
+ * write of a file and removes its temporaries (ct_cancel); then the signal
+ * is raised again with its default action, so that the caller sees mkct
+ * killed by it, as a shell expects. */
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig)
+{
+    got_signal = sig;
+    ct_cancel();
+}
+
+int main(int argc, char **argv)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        struct sigaction old;
+        /* an ignored signal stays ignored (nohup, background jobs) */
+        if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler != SIG_IGN)
+            sigaction(sigs[i], &sa, NULL);
+    }
+    int status = run(argc, argv);
+    if (got_signal) {
+        signal(got_signal, SIG_DFL);
+        raise(got_signal);
+    }
+    return status;
 }

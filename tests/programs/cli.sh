@@ -74,4 +74,24 @@ check "without config, mkct says formats are inferred" grep -q "inferred from te
 check "inferred decode still equals expected" "$STCMP" "$TMP/alone.dense" "$case_dir/expected.safetensors"
 "$MKCT" --format dense --config "$case_dir/config.json" "$TMP/alone.safetensors" "$TMP/alone2.dense" 2>"$TMP/err"
 check "--config is used and named" grep -q "config: $case_dir/config.json" "$TMP/err"
+
+# Interrupted (SIGTERM, SIGHUP; SIGINT alike, but a shell script's
+# background job ignores it, and mkct leaves an ignored signal alone): the write in progress stops, its
+# temporary is removed, nothing appears at DST, and mkct dies by the signal.
+# The source is a 1 GiB dense view that is a hole on disk, so the write is
+# still going when its temporary file shows up.
+/usr/bin/python3 "$top_srcdir/tests/gen_huge_sparse.py" "$TMP/big.safetensors" 16384 32768
+for sig in TERM HUP; do
+    "$MKCT" -q --format dense "$TMP/big.safetensors" "$TMP/big.$sig.dense" 2>"$TMP/err.$sig" &
+    mp=$!
+    i=0
+    while [ $i -lt 200 ] && ! ls "$TMP" | grep -q "^big\.$sig\.dense\.tmp\."; do sleep 0.02; i=$((i + 1)); done
+    kill -$sig $mp
+    wait $mp
+    st=$?
+    want=143; [ $sig = HUP ] && want=129
+    check "SIG$sig: mkct dies by the signal (status $st)" [ "$st" = "$want" ]
+    check "SIG$sig: no output and no temporary left" sh -c "! ls '$TMP' | grep -q '^big\.$sig\.dense'"
+    check "SIG$sig: it says it was interrupted" grep -q "interrupted" "$TMP/err.$sig"
+done
 finish
