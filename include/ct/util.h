@@ -70,6 +70,12 @@ void ct_other_files_free(ct_other_file *f, size_t n);
 /* Copy the n listed files of dir into the existing directory dst
  * (directories made 0755). */
 int ct_copy_other_files(const char *dir, const ct_other_file *f, size_t n, const char *dst, ct_err *err);
+/* Refuse (CT_EUSAGE) an output path that would modify or delete the
+ * input: dst the source itself, dst a directory holding the source
+ * (replacing it would remove the input), or dst inside a source directory
+ * (the output would be copied into itself as one of the source's files).
+ * Paths are compared after resolving symbolic links, dst's parent only. */
+int ct_check_dst(const char *src, const char *dst, ct_err *err);
 /* Remove a directory tree (best effort; for cleaning up our own temporaries). */
 void ct_remove_tree(const char *path);
 /* Build a directory atomically: fill() writes into a fresh temporary

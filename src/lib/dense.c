@@ -225,6 +225,9 @@ int ct_write_dense(const ct_source *src, const char *dst, int force, ct_progress
                    ct_err *err)
 {
     struct stat sb;
+    int rc = ct_check_dst(ct_source_path(src), dst, err);
+    if (rc)
+        return rc;
     int exists = lstat(dst, &sb) == 0;
     if (exists && !force)
         return ct_fail(err, CT_EEXIST, "%s: already exists (use --force to replace it)", dst);
@@ -237,8 +240,7 @@ int ct_write_dense(const ct_source *src, const char *dst, int force, ct_progress
         return ct_write_dir_atomic(dst, exists, fill_dense_dir, &job, err);
     }
     ct_view *v;
-    int rc = ct_view_new(src, 0, &v, err);
-    if (rc)
+    if ((rc = ct_view_new(src, 0, &v, err)))
         return rc;
     struct view_job job = {v, progress, ctx};
     rc = ct_write_file_atomic(dst, fill_view_file, &job, err);

@@ -1723,6 +1723,8 @@ int ct_compress(const char *src, const char *dst, const ct_compress_opts *opt, c
     cJSON *qj = NULL;
     if (stat(src, &sb) != 0)
         return ct_fail(err, CT_EIO, "%s: %s", src, strerror(errno));
+    if ((rc = ct_check_dst(src, dst, err)))
+        return rc;
     int src_dir = S_ISDIR(sb.st_mode), dst_dir = src_dir || opt->shard_size;
     int exists = lstat(dst, &sb) == 0;
     if (exists && !opt->force)

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <libgen.h>
 #include <stdatomic.h>
 #include "ct/util.h"
 
@@ -389,6 +390,53 @@ int ct_copy_other_files(const char *dir, const ct_other_file *f, size_t n, const
         free(from);
         free(to);
     }
+    return rc;
+}
+
+/* dst made absolute through its parent: a link at dst is what gets
+ * replaced, not what it points to. */
+static char *dst_abs(const char *dst)
+{
+    char *a = strdup(dst), *b = strdup(dst), *r = NULL;
+    if (a && b) {
+        const char *base = basename(b);
+        if (!strcmp(base, ".") || !strcmp(base, "..") || !strcmp(base, "/")) {
+            r = realpath(dst, NULL);
+        } else {
+            char *parent = realpath(dirname(a), NULL);
+            if (parent)
+                r = ct_path_join(parent, base);
+            free(parent);
+        }
+    }
+    free(a);
+    free(b);
+    return r;
+}
+
+static int path_under(const char *inner, const char *outer)
+{
+    size_t n = strlen(outer);
+    return strlen(inner) > n && !strncmp(inner, outer, n) && (inner[n] == '/' || (n && outer[n - 1] == '/'));
+}
+
+int ct_check_dst(const char *src, const char *dst, ct_err *err)
+{
+    char *s = realpath(src, NULL), *d = s ? dst_abs(dst) : NULL;
+    struct stat sb;
+    int rc = 0;
+    if (!s)
+        rc = ct_fail(err, CT_EIO, "%s: %s", src, strerror(errno));
+    else if (!d)
+        rc = ct_fail(err, CT_EIO, "%s: cannot resolve its directory: %s", dst, strerror(errno));
+    else if (!strcmp(s, d))
+        rc = ct_fail(err, CT_EUSAGE, "%s: is the source; the input is never replaced, write the output elsewhere", dst);
+    else if (path_under(s, d))
+        rc = ct_fail(err, CT_EUSAGE, "%s: holds the source %s; replacing it would delete the input", dst, src);
+    else if (stat(s, &sb) == 0 && S_ISDIR(sb.st_mode) && path_under(d, s))
+        rc = ct_fail(err, CT_EUSAGE, "%s: is inside the source directory %s", dst, src);
+    free(s);
+    free(d);
     return rc;
 }
 

@@ -75,6 +75,22 @@ check "inferred decode still equals expected" "$STCMP" "$TMP/alone.dense" "$case
 "$MKCT" --format dense --config "$case_dir/config.json" "$TMP/alone.safetensors" "$TMP/alone2.dense" 2>"$TMP/err"
 check "--config is used and named" grep -q "config: $case_dir/config.json" "$TMP/err"
 
+# An output that would replace or delete the input is refused, even with
+# --force: DST the source, DST holding the source, DST inside a source
+# directory.  The input is left as it was.
+mkdir -p "$TMP/inv/A"
+cp -r "$REFVECTORS/ct-0.14.0.1/sparse_bitmask/sharded" "$TMP/inv/A/src"
+sum_before=$(cd "$TMP/inv" && find . -type f | sort | xargs md5sum | md5sum)
+expect_exit 1 "--force onto a directory holding the source is refused" "$MKCT" -q --force --format dense "$TMP/inv/A/src" "$TMP/inv/A"
+check "...saying so" grep -q "holds the source" "$TMP/err"
+expect_exit 1 "an output inside the source directory is refused" "$MKCT" -q --format dense "$TMP/inv/A/src" "$TMP/inv/A/src/out"
+check "...saying so" grep -q "inside the source directory" "$TMP/err"
+expect_exit 1 "--force onto the source itself is refused" "$MKCT" -q --force --format sparse-bitmask "$TMP/inv/A/src" "$TMP/inv/A/src/"
+f1="$TMP/inv/A/src/$(ls "$TMP/inv/A/src" | grep -m1 safetensors$)"
+expect_exit 1 "--force onto the source file is refused" "$MKCT" -q --force --format dense "$f1" "$f1"
+check "...saying so" grep -q "is the source" "$TMP/err"
+check "the input is unchanged after all four" [ "$(cd "$TMP/inv" && find . -type f | sort | xargs md5sum | md5sum)" = "$sum_before" ]
+
 # Interrupted (SIGTERM, SIGHUP; SIGINT alike, but a shell script's
 # background job ignores it, and mkct leaves an ignored signal alone): the write in progress stops, its
 # temporary is removed, nothing appears at DST, and mkct dies by the signal.
