@@ -52,9 +52,9 @@ int ct_parse_size(const char *s, uint64_t *out);
 int ct_copy_file(const char *from, const char *to, ct_err *err);
 /* The files of a checkpoint directory other than the model's own:
  * everything in dir and below it, as paths relative to dir, sorted by path
- * (a directory comes before what it holds).  Names in skip (NULL entries
- * ignored) are left out at the top level only: the shards, the index and
- * config.json, which the callers write themselves.  Regular files and
+ * (a directory comes before what it holds).  Left out at the top level:
+ * config.json and model.safetensors.index.json, which every caller
+ * rewrites, and the names in skip (NULL entries ignored), the shards.  Regular files and
  * directories only; names starting with '.' are left out (.git, .cache,
  * .gitattributes).  Symbolic links are followed (a Hugging Face cache
  * snapshot is made of them), except to a directory on their own path (a

@@ -1587,10 +1587,10 @@ static int emit_dir(const char *tmp, void *arg, ct_err *err)
             ct_buf_free(&b);
         }
     }
-    /* every other file and directory as is: all but the source's shards,
-     * index and config, and the names written above */
+    /* every other file and directory as is: all but the source's shards
+     * and the names written above */
     if (!rc && d->src) {
-        size_t nskip = j->nsh + nf + 2;
+        size_t nskip = j->nsh + nf;
         const char **skip = malloc(nskip * sizeof *skip);
         ct_other_file *o = NULL;
         size_t no = 0;
@@ -1601,8 +1601,6 @@ static int emit_dir(const char *tmp, void *arg, ct_err *err)
                 skip[i] = j->shard_names[i];
             for (size_t i = 0; i < nf; i++)
                 skip[j->nsh + i] = f[i].name;
-            skip[nskip - 2] = "config.json";
-            skip[nskip - 1] = "model.safetensors.index.json";
             if (!(rc = ct_list_other_files(d->src, skip, nskip, &o, &no, err)))
                 rc = ct_copy_other_files(d->src, o, no, tmp, err);
         }

@@ -903,16 +903,7 @@ int ct_source_other_files(const ct_source *s, ct_other_file **out, size_t *n, ct
     *n = 0;
     if (!ct_source_is_dir(s))
         return 0;
-    const char **skip = malloc((s->nfiles + 2) * sizeof *skip);
-    if (!skip)
-        return ct_fail(err, CT_ENOMEM, "out of memory");
-    for (size_t i = 0; i < s->nfiles; i++)
-        skip[i] = s->names[i];
-    skip[s->nfiles] = "model.safetensors.index.json";
-    skip[s->nfiles + 1] = "config.json";
-    int rc = ct_list_other_files(ct_source_path(s), skip, s->nfiles + 2, out, n, err);
-    free(skip);
-    return rc;
+    return ct_list_other_files(ct_source_path(s), (const char *const *)s->names, s->nfiles, out, n, err);
 }
 
 size_t ct_source_ntensors(const ct_source *s) { return s->n; }

@@ -298,7 +298,8 @@ static int list_tree(const char *abs, const char *rel, int depth, dev_t *devs, i
     struct dirent *de;
     while (!rc && (de = readdir(d))) {
         const char *nm = de->d_name;
-        int skipped = nm[0] == '.';
+        int skipped = nm[0] == '.'
+                      || (!depth && (!strcmp(nm, "config.json") || !strcmp(nm, "model.safetensors.index.json")));
         for (size_t i = 0; i < nskip && !depth && !skipped; i++)
             skipped = skip[i] && !strcmp(nm, skip[i]);
         if (skipped)
