@@ -199,7 +199,10 @@ static size_t resident_pages(int fd, uint64_t off, uint64_t len)
 }
 
 /* Resident pages of the range once readahead has brought in want of them,
- * or after 2 s (the hint is asynchronous). */
+ * or after 2 s (the hint is asynchronous).  The hint is also best effort:
+ * the kernel drops a readahead chunk whose page allocation fails (seen once
+ * in a loaded CI run, 1013 of 1025 pages), so the callers give it again,
+ * up to three times, before they compare. */
 static size_t resident_within(int fd, uint64_t off, uint64_t len, size_t want)
 {
     size_t got = 0;
@@ -232,7 +235,10 @@ START_TEST(t_advise)
     ct_st_advise(st, b, 8 * mb, mb);   /* past the tensor: nothing */
     uint64_t pg = (uint64_t)sysconf(_SC_PAGESIZE), lo = data_off + 5 * mb, hi = lo + mb;
     size_t want = (size_t)((hi + pg - 1) / pg - lo / pg);                  /* pages the range touches */
-    ck_assert_uint_eq(resident_within(fd, lo, mb, want), want);           /* b[1 MiB, 2 MiB) */
+    size_t got = 0;
+    for (int k = 0; k < 3 && (got = resident_within(fd, lo, mb, want)) < want; k++)
+        ct_st_advise(st, b, mb, mb);
+    ck_assert_uint_eq(got, want);                                        /* b[1 MiB, 2 MiB) */
     ck_assert_uint_eq(resident_pages(fd, data_off, 4 * mb), 0);          /* not a */
     uint64_t rest = (hi + pg - 1) / pg * pg;                           /* nor the rest of b */
     ck_assert_uint_eq(resident_pages(fd, rest, data_off + 8 * mb - rest), 0);
@@ -276,8 +282,10 @@ START_TEST(t_advise_source)
     uint64_t dense = ct_source_tensor(src, (size_t)w)->nbytes;
     ck_assert_uint_eq(dense, (uint64_t)(R * C * 2));
     ct_source_advise(src, (size_t)w, 0, dense / 2);
-    size_t want = (size_t)((p0 + np / 2 + pg - 1) / pg - p0 / pg);
-    ck_assert_uint_eq(resident_within(fd, p0, np / 2, want), want);
+    size_t want = (size_t)((p0 + np / 2 + pg - 1) / pg - p0 / pg), got = 0;
+    for (int k = 0; k < 3 && (got = resident_within(fd, p0, np / 2, want)) < want; k++)
+        ct_source_advise(src, (size_t)w, 0, dense / 2);
+    ck_assert_uint_eq(got, want);
     ck_assert_uint_eq(resident_pages(fd, s0, ns / 2), (s0 + ns / 2 + pg - 1) / pg - s0 / pg);
     /* whole pages of the second half (its last page may hold a neighbour's bytes) */
     uint64_t second = (p0 + np / 2 + pg - 1) / pg * pg, end = (p0 + np) / pg * pg;
@@ -287,7 +295,9 @@ START_TEST(t_advise_source)
     ck_assert_int_eq(ct_view_new(src, 0, &v, &err), 0);
     ct_view_advise(v, 0, ct_view_size(v) + 4096);   /* clamped at the end */
     want = (size_t)((p0 + np + pg - 1) / pg - p0 / pg);
-    ck_assert_uint_eq(resident_within(fd, p0, np, want), want);
+    for (int k = 0; k < 3 && (got = resident_within(fd, p0, np, want)) < want; k++)
+        ct_view_advise(v, 0, ct_view_size(v) + 4096);
+    ck_assert_uint_eq(got, want);
     ct_view_free(v);
     close(fd);
     ct_st_close(st);
