@@ -481,6 +481,8 @@ int ct_write_dir_atomic(const char *dst, int replace, ct_dir_fill fill, void *ar
     }
     chmod(tmp, 0755);
     rc = fill(tmp, arg, err);
+    if (!rc && ct_cancelled())   /* after its last write: a cancelled write is not published */
+        rc = ct_fail(err, CT_EINTR, "%s: interrupted", dst);
     if (!rc && replace) {
         snprintf(old, n + 16, "%s.old.XXXXXX", dst);
         if (!mkdtemp(old) || rename(dst, old) != 0)
@@ -516,6 +518,8 @@ int ct_write_file_atomic(const char *dst, ct_file_fill fill, void *arg, ct_err *
         rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
     if (close(fd) != 0 && !rc)
         rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
+    if (!rc && ct_cancelled())   /* during the fsync: a cancelled write is not published */
+        rc = ct_fail(err, CT_EINTR, "%s: interrupted", dst);
     if (!rc && rename(tmp, dst) != 0)
         rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
     if (rc)
