@@ -27,9 +27,10 @@ static void usage(FILE *f)
             "Exit status: 0 ok, 1 usage, 2 I/O error, 3 malformed input, 4 unsupported format.\n");
 }
 
+/* dense / stored; a tensor with no bytes at all is stored as it is: 1 */
 static double ratio(uint64_t dense, uint64_t stored)
 {
-    return stored ? (double)dense / (double)stored : 0.0;
+    return stored ? (double)dense / (double)stored : dense ? 0.0 : 1.0;
 }
 
 int main(int argc, char **argv)

@@ -75,6 +75,16 @@ check "inferred decode still equals expected" "$STCMP" "$TMP/alone.dense" "$case
 "$MKCT" --format dense --config "$case_dir/config.json" "$TMP/alone.safetensors" "$TMP/alone2.dense" 2>"$TMP/err"
 check "--config is used and named" grep -q "config: $case_dir/config.json" "$TMP/err"
 
+# a tensor with no elements is stored as it is: ratio 1.00x, not 0/0
+/usr/bin/python3 - "$TMP/empty.safetensors" <<'PY'
+import json, struct, sys
+h = json.dumps({"e": {"dtype": "BF16", "shape": [0, 4], "data_offsets": [0, 0]}}, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h)
+PY
+"$CTLS" "$TMP/empty.safetensors" >"$TMP/out"
+check "an empty tensor lists with ratio 1.00x" grep -q '^e  *BF16  *\[0, 4\]  *dense  *0  *0  *1\.00x$' "$TMP/out"
+
 # An output that would replace or delete the input is refused, even with
 # --force: DST the source, DST holding the source, DST inside a source
 # directory.  The input is left as it was.
