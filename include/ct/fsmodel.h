@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include "ct/cache.h"
 #include "ct/source.h"
+#include "ct/strmap.h"
 
 typedef enum {
     CT_FS_DIR, CT_FS_VIEW, CT_FS_TENSOR, CT_FS_NPY, CT_FS_BYTES, CT_FS_PASSTHRU, CT_FS_STATS
@@ -40,6 +41,9 @@ typedef struct ct_fs_node {
     uint64_t *children;       /* directories */
     size_t nchildren;
     size_t nsubdirs;          /* children that are directories (st_nlink - 2) */
+    ct_strmap *byname;        /* child name -> ino, for directories of many
+                                 (tensors/ of a large model: one lookup per
+                                 entry of an ls -l) */
     char *bytes;              /* CT_FS_BYTES contents; npy header */
     size_t nbytes;
     char *path;               /* CT_FS_PASSTHRU source file, for messages */

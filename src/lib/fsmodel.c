@@ -164,6 +164,7 @@ void ct_fs_free(ct_fs *fs)
         free(fs->nodes[i].children);
         free(fs->nodes[i].bytes);
         free(fs->nodes[i].path);
+        ct_strmap_free(fs->nodes[i].byname);
     }
     free(fs->nodes);
     for (size_t i = 0; i < fs->nviews; i++)
@@ -266,6 +267,17 @@ int ct_fs_new(const ct_source *src, const ct_fs_opts *o, ct_fs **out, ct_err *er
         n->bytes = hdr;
         n->nbytes = hl;
     }
+    /* the tree is complete: names stay where they are from here on */
+    for (size_t i = 0; i < fs->n; i++) {
+        ct_fs_node *d = &fs->nodes[i];
+        if (d->kind != CT_FS_DIR || d->nchildren <= 8)
+            continue;
+        if (!(d->byname = ct_strmap_new(d->nchildren)))
+            goto nomem;
+        for (size_t k = 0; k < d->nchildren; k++)
+            if (ct_strmap_put(d->byname, fs->nodes[d->children[k] - 1].name, (size_t)d->children[k]) < 0)
+                goto nomem;
+    }
     *out = fs;
     return 0;
 nomem:
@@ -285,6 +297,10 @@ uint64_t ct_fs_lookup(const ct_fs *fs, uint64_t parent, const char *name)
     const ct_fs_node *p = ct_fs_get(fs, parent);
     if (!p || p->kind != CT_FS_DIR)
         return 0;
+    if (p->byname) {
+        size_t ino;
+        return ct_strmap_get(p->byname, name, &ino) ? (uint64_t)ino : 0;
+    }
     for (size_t i = 0; i < p->nchildren; i++)
         if (!strcmp(fs->nodes[p->children[i] - 1].name, name))
             return p->children[i];
