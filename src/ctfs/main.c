@@ -204,9 +204,11 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     fuse_reply_attr(req, &st, ct_fs_get(g.fs, ino)->kind == CT_FS_STATS ? 0 : TIMEOUT);
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+/* readdir, and readdirplus (plus = 1): entries with their attributes, so
+ * that the kernel needs no lookup per entry of an ls -l (tensors/ of a
+ * large model has 100,000 and more). */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, int plus)
 {
-    (void)fi;
     const ct_fs_node *n = ct_fs_get(g.fs, ino);
     if (!n || n->kind != CT_FS_DIR) {
         fuse_reply_err(req, ENOTDIR);
@@ -233,13 +235,34 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
             fill_stat(c->ino, &st);
         }
         st.st_mode = i < 2 ? S_IFDIR : st.st_mode;
-        size_t need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
+        size_t need;
+        if (plus) {
+            /* ino 0 for . and ..: the kernel makes no entry for them */
+            struct fuse_entry_param e = {.ino = i < 2 ? 0 : st.st_ino, .attr = st};
+            int stats = i >= 2 && ct_fs_get(g.fs, st.st_ino)->kind == CT_FS_STATS;
+            e.attr_timeout = e.entry_timeout = stats ? 0 : TIMEOUT;
+            need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(i + 1));
+        } else {
+            need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
+        }
         if (need > size - used)
             break;
         used += need;
     }
     fuse_reply_buf(req, buf, used);
     free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)fi;
+    do_readdir(req, ino, size, off, 0);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    (void)fi;
+    do_readdir(req, ino, size, off, 1);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -464,7 +487,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 static const struct fuse_lowlevel_ops ops = {
-    .init = op_init, .lookup = op_lookup, .getattr = op_getattr, .readdir = op_readdir, .open = op_open,
+    .init = op_init, .lookup = op_lookup, .getattr = op_getattr, .readdir = op_readdir, .readdirplus = op_readdirplus, .open = op_open,
     .read = op_read, .release = op_release, .getxattr = op_getxattr, .listxattr = op_listxattr,
     .statfs = op_statfs,
 };
