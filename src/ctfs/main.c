@@ -179,29 +179,37 @@ static int fill_stat(fuse_ino_t ino, struct stat *st)
     return 0;
 }
 
+/* Attributes and entry of ino for the kernel to cache: for as long as the
+ * mount lives, but the statistics file, which changes, not at all. */
+static int fill_entry(fuse_ino_t ino, struct fuse_entry_param *e)
+{
+    memset(e, 0, sizeof *e);
+    e->ino = ino;
+    if (!ino || fill_stat(ino, &e->attr))
+        return -1;
+    e->attr_timeout = e->entry_timeout = ct_fs_get(g.fs, ino)->kind == CT_FS_STATS ? 0 : TIMEOUT;
+    return 0;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fuse_entry_param e;
-    memset(&e, 0, sizeof e);
-    e.ino = ct_fs_lookup(g.fs, parent, name);
-    if (!e.ino || fill_stat(e.ino, &e.attr)) {
+    if (fill_entry(ct_fs_lookup(g.fs, parent, name), &e)) {
         fuse_reply_err(req, ENOENT);
         return;
     }
-    int stats = ct_fs_get(g.fs, e.ino)->kind == CT_FS_STATS;
-    e.attr_timeout = e.entry_timeout = stats ? 0 : TIMEOUT;
     fuse_reply_entry(req, &e);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     (void)fi;
-    struct stat st;
-    if (fill_stat(ino, &st)) {
+    struct fuse_entry_param e;
+    if (fill_entry(ino, &e)) {
         fuse_reply_err(req, ENOENT);
         return;
     }
-    fuse_reply_attr(req, &st, ct_fs_get(g.fs, ino)->kind == CT_FS_STATS ? 0 : TIMEOUT);
+    fuse_reply_attr(req, &e.attr, e.attr_timeout);
 }
 
 /* readdir, and readdirplus (plus = 1): entries with their attributes, so
@@ -221,30 +229,19 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, i
     }
     size_t used = 0;
     for (size_t i = (size_t)off; i < n->nchildren + 2; i++) {
-        struct stat st = {0};
+        struct fuse_entry_param e = {0};   /* ino 0 for . and ..: the kernel makes no entry for them */
         const char *name;
-        if (i == 0) {
-            name = ".";
-            st.st_ino = ino;
-        } else if (i == 1) {
-            name = "..";
-            st.st_ino = n->parent ? n->parent : ino;
+        if (i < 2) {
+            name = i ? ".." : ".";
+            e.attr.st_ino = i && n->parent ? n->parent : ino;
+            e.attr.st_mode = S_IFDIR;
         } else {
             const ct_fs_node *c = ct_fs_get(g.fs, n->children[i - 2]);
             name = c->name;
-            fill_stat(c->ino, &st);
+            fill_entry(c->ino, &e);
         }
-        st.st_mode = i < 2 ? S_IFDIR : st.st_mode;
-        size_t need;
-        if (plus) {
-            /* ino 0 for . and ..: the kernel makes no entry for them */
-            struct fuse_entry_param e = {.ino = i < 2 ? 0 : st.st_ino, .attr = st};
-            int stats = i >= 2 && ct_fs_get(g.fs, st.st_ino)->kind == CT_FS_STATS;
-            e.attr_timeout = e.entry_timeout = stats ? 0 : TIMEOUT;
-            need = fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(i + 1));
-        } else {
-            need = fuse_add_direntry(req, buf + used, size - used, name, &st, (off_t)(i + 1));
-        }
+        size_t need = plus ? fuse_add_direntry_plus(req, buf + used, size - used, name, &e, (off_t)(i + 1))
+                           : fuse_add_direntry(req, buf + used, size - used, name, &e.attr, (off_t)(i + 1));
         if (need > size - used)
             break;
         used += need;
@@ -487,8 +484,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 }
 
 static const struct fuse_lowlevel_ops ops = {
-    .init = op_init, .lookup = op_lookup, .getattr = op_getattr, .readdir = op_readdir, .readdirplus = op_readdirplus, .open = op_open,
-    .read = op_read, .release = op_release, .getxattr = op_getxattr, .listxattr = op_listxattr,
+    .init = op_init, .lookup = op_lookup, .getattr = op_getattr, .readdir = op_readdir,
+    .readdirplus = op_readdirplus, .open = op_open, .read = op_read, .release = op_release, .getxattr = op_getxattr, .listxattr = op_listxattr,
     .statfs = op_statfs,
 };
 
