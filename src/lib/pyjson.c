@@ -37,6 +37,14 @@ int ct_pyjson_str(ct_buf *b, const char *s)
     int bad = ct_buf_putc(b, '"');
     const unsigned char *p = (const unsigned char *)s;
     while (*p && !bad) {
+        size_t run = 0;   /* ' '..'~' but '"' and '\\' stand for themselves (as in Python): one copy */
+        while (p[run] >= 0x20 && p[run] < 0x7f && p[run] != '"' && p[run] != '\\')
+            run++;
+        if (run) {
+            bad |= ct_buf_put(b, p, run);
+            p += run;
+            continue;
+        }
         unsigned c = *p;
         if (c >= 0x80) {
             c = utf8_next(&p);
@@ -57,7 +65,7 @@ int ct_pyjson_str(ct_buf *b, const char *s)
         case '\t': bad |= ct_buf_puts(b, "\\t"); break;
         case '\b': bad |= ct_buf_puts(b, "\\b"); break;
         case '\f': bad |= ct_buf_puts(b, "\\f"); break;
-        default: bad |= c < 0x20 ? ct_buf_printf(b, "\\u%04x", c) : ct_buf_putc(b, (char)c);
+        default: bad |= c < 0x20 || c == 0x7f ? ct_buf_printf(b, "\\u%04x", c) : ct_buf_putc(b, (char)c);
         }
     }
     return bad | ct_buf_putc(b, '"');

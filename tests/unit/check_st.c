@@ -11,6 +11,7 @@
 #include "ct/source.h"
 #include "ct/view.h"
 #include "ct/util.h"
+#include "ct/pyjson.h"
 
 static char *dir;
 
@@ -391,6 +392,28 @@ START_TEST(t_layout_order_and_escaping)
 }
 END_TEST
 
+/* Strings as Python's json.dumps writes them (ensure_ascii: what
+ * transformers writes model.safetensors.index.json with); the expected
+ * texts were printed by Python 3.11. */
+START_TEST(t_pyjson_strings)
+{
+    static const char *const cases[][2] = {
+        {"model.layers.0.mlp.down_proj.weight", "\"model.layers.0.mlp.down_proj.weight\""},
+        {"", "\"\""},
+        {"a\"q\\\n\x01\x1f\x7f\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\t\b\f\r/ end",
+         "\"a\\\"q\\\\\\n\\u0001\\u001f\\u007f\\u00e9\\u20ac\\ud83d\\ude00\\t\\b\\f\\r/ end\""},
+        {"~\x7f~", "\"~\\u007f~\""},
+        {"\\\\x", "\"\\\\\\\\x\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        ct_buf b = {0};
+        ck_assert_int_eq(ct_pyjson_str(&b, cases[i][0]), 0);
+        ck_assert_str_eq(b.data, cases[i][1]);
+        ct_buf_free(&b);
+    }
+}
+END_TEST
+
 int main(void)
 {
     dir = tu_tmpdir();
@@ -406,6 +429,7 @@ int main(void)
     tcase_add_test(tc, t_advise_source);
     tcase_add_test(tc, t_layout_reproduces_refvectors);
     tcase_add_test(tc, t_layout_order_and_escaping);
+    tcase_add_test(tc, t_pyjson_strings);
     suite_add_tcase(s, tc);
     int rc = ct_run_suite(s);
     char cmd[256];
