@@ -61,6 +61,9 @@ int ct_source_other_files(const ct_source *s, ct_other_file **out, size_t *n, ct
 size_t ct_source_ntensors(const ct_source *s);   /* sorted by name */
 const ct_tensor *ct_source_tensor(const ct_source *s, size_t i);
 long ct_source_find(const ct_source *s, const char *dense_name);
+/* The dense tensors of shard i (ct_tensor.shard == i): *idx points to
+ * their indexes, in name order; returns how many. */
+size_t ct_source_shard_tensors(const ct_source *s, size_t shard, const size_t **idx);
 
 /* Decode bytes [off, off+len) of dense tensor i into buf.  Thread-safe.
  * Errors name the tensor; CT_ECHANGED when a source file changed. */

@@ -28,6 +28,18 @@ int ct_buf_puts(ct_buf *b, const char *s);
 int ct_buf_printf(ct_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ct_buf_free(ct_buf *b);
 
+/* Zeroed arrays that grow with the model: the tables of a checkpoint's
+ * tensors (100,000 tensors make hundreds of MB of them).  From 512 KiB on,
+ * an array is a mapping of its own, 2 MiB aligned and marked for
+ * transparent huge pages: on this project's VMs a 4 KiB page fault costs
+ * about 15 us, and faulting a large model's tables page by page was most of
+ * its mount time.  Smaller arrays come from malloc.  ct_big_calloc checks
+ * n * size for overflow; ct_big_realloc keeps the contents and zeroes what
+ * it adds.  Only ct_big_free may free them.  NULL on failure. */
+void *ct_big_calloc(size_t n, size_t size);
+void *ct_big_realloc(void *p, size_t n, size_t size);
+void ct_big_free(void *p);
+
 /* Case-insensitive search of needle in a length-delimited haystack. */
 const char *ct_memmem_ci(const char *hay, size_t n, const char *needle);
 /* "[16, 256]" into buf; returns buf. */

@@ -107,7 +107,7 @@ static ct_fs_node *add_node(ct_fs *fs, uint64_t parent, char *name, ct_fs_kind k
         return NULL;
     if (fs->n == fs->cap) {
         size_t cap = fs->cap ? fs->cap * 2 : 64;
-        ct_fs_node *n = realloc(fs->nodes, cap * sizeof *n);
+        ct_fs_node *n = ct_big_realloc(fs->nodes, cap, sizeof *n);
         if (!n) {
             free(name);
             return NULL;
@@ -124,10 +124,14 @@ static ct_fs_node *add_node(ct_fs *fs, uint64_t parent, char *name, ct_fs_kind k
     n->size = size;
     if (parent) {
         ct_fs_node *p = &fs->nodes[parent - 1];
-        uint64_t *c = realloc(p->children, (p->nchildren + 1) * sizeof *c);
-        if (!c)
-            return NULL;
-        p->children = c;
+        if ((p->nchildren & (p->nchildren - 1)) == 0) {
+            /* full at every power of two: double (a directory of 200,000
+             * files grew one entry at a time, copying each time) */
+            uint64_t *c = realloc(p->children, (p->nchildren ? 2 * p->nchildren : 1) * sizeof *c);
+            if (!c)
+                return NULL;
+            p->children = c;
+        }
         p->children[p->nchildren++] = n->ino;
         p->nsubdirs += kind == CT_FS_DIR;
     }
@@ -166,7 +170,7 @@ void ct_fs_free(ct_fs *fs)
         free(fs->nodes[i].path);
         ct_strmap_free(fs->nodes[i].byname);
     }
-    free(fs->nodes);
+    ct_big_free(fs->nodes);
     for (size_t i = 0; i < fs->nviews; i++)
         ct_view_free(fs->views[i]);
     free(fs->views);

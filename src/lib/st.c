@@ -98,7 +98,7 @@ void ct_st_close(ct_st *st)
         close(st->fd);
     for (size_t i = 0; i < st->n; i++)
         free((char *)st->tensors[i].name);
-    free(st->tensors);
+    ct_big_free(st->tensors);
     for (size_t i = 0; i < 2 * st->n_meta; i++)
         free(st->meta_kv[i]);
     free(st->meta_kv);
@@ -213,7 +213,7 @@ int ct_st_parse(const char *label, const char *header, size_t header_len,
         goto fail;
     }
     size_t nitems = (size_t)cJSON_GetArraySize(root);
-    st->tensors = calloc(nitems ? nitems : 1, sizeof *st->tensors);
+    st->tensors = ct_big_calloc(nitems ? nitems : 1, sizeof *st->tensors);
     st->index = ct_strmap_new(nitems);
     if (!st->tensors || !st->index) {
         rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);

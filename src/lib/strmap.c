@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "ct/strmap.h"
+#include "ct/util.h"
 
 struct slot { const char *key; size_t value; uint64_t hash; };
 struct ct_strmap { struct slot *slots; size_t cap, count; };
@@ -22,7 +23,7 @@ ct_strmap *ct_strmap_new(size_t expected)
     size_t cap = 16;
     while (cap < expected * 2 + 1 && cap < ((size_t)1 << 40))
         cap <<= 1;
-    m->slots = calloc(cap, sizeof *m->slots);
+    m->slots = ct_big_calloc(cap, sizeof *m->slots);
     if (!m->slots) {
         free(m);
         return NULL;
@@ -34,7 +35,7 @@ ct_strmap *ct_strmap_new(size_t expected)
 void ct_strmap_free(ct_strmap *m)
 {
     if (m) {
-        free(m->slots);
+        ct_big_free(m->slots);
         free(m);
     }
 }
@@ -50,13 +51,13 @@ static struct slot *find(struct slot *slots, size_t cap, const char *key, uint64
 static int grow(ct_strmap *m)
 {
     size_t cap = m->cap * 2;
-    struct slot *s = calloc(cap, sizeof *s);
+    struct slot *s = ct_big_calloc(cap, sizeof *s);
     if (!s)
         return -1;
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i].hash)
             *find(s, cap, m->slots[i].key, m->slots[i].hash) = m->slots[i];
-    free(m->slots);
+    ct_big_free(m->slots);
     m->slots = s;
     m->cap = cap;
     return 0;

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
@@ -56,6 +57,85 @@ int ct_buf_printf(ct_buf *b, const char *fmt, ...)
     va_end(ap);
     b->len += (size_t)n;
     return 0;
+}
+
+/* A big array is preceded by a header telling how it was made: mapped (the
+ * mapping's length) or from malloc (0), and the bytes in use.  64 bytes: the
+ * array keeps malloc's alignment, or a mapping's cache-line alignment. */
+typedef struct big_hdr { size_t mapped, bytes; } big_hdr;
+enum { BIG_HDR = 64 };
+#define BIG_MIN ((size_t)512 << 10)
+#define BIG_ALIGN ((size_t)2 << 20)
+
+static void *big_make(size_t bytes)
+{
+    if (bytes > SIZE_MAX - BIG_HDR - 2 * BIG_ALIGN)
+        return NULL;
+    char *base;
+    size_t mapped = 0;
+    if (bytes < BIG_MIN) {
+        if (!(base = calloc(1, BIG_HDR + bytes)))
+            return NULL;
+    } else {
+        /* over-allocate by the alignment, then trim both ends */
+        mapped = (BIG_HDR + bytes + BIG_ALIGN - 1) / BIG_ALIGN * BIG_ALIGN;
+        char *m = mmap(NULL, mapped + BIG_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED)
+            return NULL;
+        base = (char *)(((uintptr_t)m + BIG_ALIGN - 1) & ~(uintptr_t)(BIG_ALIGN - 1));
+        if (base > m)
+            munmap(m, (size_t)(base - m));
+        if (base + mapped < m + mapped + BIG_ALIGN)
+            munmap(base + mapped, (size_t)(m + mapped + BIG_ALIGN - (base + mapped)));
+        madvise(base, mapped, MADV_HUGEPAGE);   /* a hint: ignored where THP is off */
+    }
+    big_hdr *h = (big_hdr *)base;
+    h->mapped = mapped;
+    h->bytes = bytes;
+    return base + BIG_HDR;
+}
+
+void *ct_big_calloc(size_t n, size_t size)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(n, size, &bytes))
+        return NULL;
+    return big_make(bytes);
+}
+
+void *ct_big_realloc(void *p, size_t n, size_t size)
+{
+    size_t bytes;
+    if (__builtin_mul_overflow(n, size, &bytes))
+        return NULL;
+    if (!p)
+        return big_make(bytes);
+    big_hdr *h = (big_hdr *)((char *)p - BIG_HDR);
+    if (h->mapped && BIG_HDR + bytes <= h->mapped) {
+        /* fits in the mapping: a shrink must leave zeros behind it */
+        if (bytes < h->bytes)
+            memset((char *)p + bytes, 0, h->bytes - bytes);
+        h->bytes = bytes;
+        return p;
+    }
+    void *q = big_make(bytes);
+    if (!q)
+        return NULL;
+    memcpy(q, p, h->bytes < bytes ? h->bytes : bytes);
+    ct_big_free(p);
+    return q;
+}
+
+void ct_big_free(void *p)
+{
+    if (!p)
+        return;
+    char *base = (char *)p - BIG_HDR;
+    big_hdr *h = (big_hdr *)base;
+    if (h->mapped)
+        munmap(base, h->mapped);
+    else
+        free(base);
 }
 
 void ct_buf_free(ct_buf *b)

@@ -18,7 +18,7 @@ void ct_view_free(ct_view *v)
 {
     if (v) {
         free(v->header);
-        free(v->e);
+        ct_big_free(v->e);
         free(v);
     }
 }
@@ -26,19 +26,19 @@ void ct_view_free(ct_view *v)
 int ct_view_new(const ct_source *src, size_t shard, ct_view **out, ct_err *err)
 {
     int rc = 0;
-    size_t nt = ct_source_ntensors(src), n = 0;
+    const size_t *idx;
+    size_t nt = ct_source_shard_tensors(src, shard, &idx), n = 0;
     ct_view *v = calloc(1, sizeof *v);
-    ct_st_entry *ents = calloc(nt + 1, sizeof *ents);
+    ct_st_entry *ents = ct_big_calloc(nt + 1, sizeof *ents);
     const char **mk = NULL, **mv = NULL;
     if (!v || !ents) {
         rc = ct_fail(err, CT_ENOMEM, "out of memory");
         goto out;
     }
     v->src = src;
-    for (size_t i = 0; i < nt; i++) {
+    for (size_t k = 0; k < nt; k++) {
+        size_t i = idx[k];
         const ct_tensor *t = ct_source_tensor(src, i);
-        if (t->shard != shard)
-            continue;
         ct_st_entry *e = &ents[n++];
         e->name = t->name;
         e->dtype = t->dtype;
@@ -69,7 +69,7 @@ int ct_view_new(const ct_source *src, size_t shard, ct_view **out, ct_err *err)
     }
     if ((rc = ct_st_layout(ents, n, mk, mv, k, &v->header, &v->header_len, err)))
         goto out;
-    if (!(v->e = calloc(n + 1, sizeof *v->e))) {
+    if (!(v->e = ct_big_calloc(n + 1, sizeof *v->e))) {
         rc = ct_fail(err, CT_ENOMEM, "out of memory");
         goto out;
     }
@@ -81,7 +81,7 @@ int ct_view_new(const ct_source *src, size_t shard, ct_view **out, ct_err *err)
         v->size += ents[i].nbytes;
     }
 out:
-    free(ents);
+    ct_big_free(ents);
     free(mk);
     free(mv);
     if (rc) {

@@ -4,10 +4,15 @@
  * blocks given up behind a reader reused first, buffers reserved ahead. */
 #include "config.h"
 #include <pthread.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "tap.h"
 #include "ct/cache.h"
+#include "ct/util.h"
+#include "ct/strmap.h"
 
 #define BS 4096
 
@@ -204,6 +209,83 @@ START_TEST(t_prefetch_accounting)
 }
 END_TEST
 
+/* ct_big_*: the tables of a model's tensors, below and above the size from
+ * which they are mappings of their own (512 KiB), and across that size. */
+static int all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+static int pattern_kept(const unsigned char *p, size_t n, size_t k)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)(i * 7 + k))
+            return 0;
+    return 1;
+}
+
+START_TEST(t_big_arrays)
+{
+    size_t sizes[] = {1, 4000, (512u << 10) - 64, 512u << 10, 3u << 20, (2u << 20) - 64, 5u << 20};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k];
+        unsigned char *p = ct_big_calloc(n, 1);
+        ck_assert_ptr_nonnull(p);
+        ck_assert_uint_eq((uintptr_t)p % _Alignof(max_align_t), 0);
+        ck_assert(all_zero(p, n));
+        for (size_t i = 0; i < n; i++)
+            p[i] = (unsigned char)(i * 7 + k);
+        /* grow (within the mapping or into a new one): contents kept,
+         * the rest zero */
+        size_t m = 2 * n + 100;
+        unsigned char *q = ct_big_realloc(p, m, 1);
+        ck_assert_ptr_nonnull(q);
+        ck_assert(pattern_kept(q, n, k));
+        ck_assert(all_zero(q + n, m - n));
+        /* shrink, then grow again in place: what was cut off reads zero */
+        q = ct_big_realloc(q, n / 2, 1);
+        ck_assert_ptr_nonnull(q);
+        q = ct_big_realloc(q, n, 1);
+        ck_assert_ptr_nonnull(q);
+        ck_assert(pattern_kept(q, n / 2, k));
+        ck_assert(all_zero(q + n / 2, n - n / 2));
+        ct_big_free(q);
+    }
+    ck_assert_ptr_null(ct_big_calloc(SIZE_MAX / 8, 16));
+    ck_assert_ptr_null(ct_big_calloc(SIZE_MAX - 10, 1));
+    void *p = ct_big_calloc(10, 10);
+    ck_assert_ptr_null(ct_big_realloc(p, SIZE_MAX / 2, 3));
+    ct_big_free(p);
+    ct_big_free(NULL);
+
+    /* a string map grown far past its first size (its slots are big
+     * arrays): every key found, no key twice */
+    ct_strmap *m = ct_strmap_new(4);
+    ck_assert_ptr_nonnull(m);
+    enum { N = 100000 };
+    char (*keys)[16] = malloc(N * sizeof *keys);
+    size_t bad = 0;
+    for (size_t i = 0; i < N; i++) {
+        snprintf(keys[i], sizeof keys[i], "t.%zu", i);
+        bad += ct_strmap_put(m, keys[i], i) != 0;
+    }
+    ck_assert_uint_eq(bad, 0);
+    ck_assert_int_eq(ct_strmap_put(m, keys[777], 1), 1);
+    ck_assert_uint_eq(ct_strmap_count(m), N);
+    for (size_t i = 0; i < N; i++) {
+        size_t v = N;
+        bad += !ct_strmap_get(m, keys[i], &v) || v != i;
+    }
+    ck_assert_uint_eq(bad, 0);
+    ck_assert(!ct_strmap_get(m, "t.100000", NULL));
+    ct_strmap_free(m);
+    free(keys);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cache");
@@ -215,6 +297,7 @@ int main(void)
     tcase_add_test(tc, t_one_decode_for_concurrent_readers);
     tcase_add_test(tc, t_prefetch_accounting);
     tcase_add_test(tc, t_drop_and_reserve);
+    tcase_add_test(tc, t_big_arrays);
     suite_add_tcase(s, tc);
     return ct_run_suite(s);
 }
