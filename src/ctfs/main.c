@@ -417,6 +417,15 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 {
     char **k, **v;
     size_t n;
+    /* Only user.ct.* attributes exist.  The other namespaces are not
+     * supported (no security labels, no ACLs), and saying so rather than
+     * "no such attribute" lets ls -l, which asks for security.selinux and
+     * system.posix_acl_access of every file, stop asking for the rest of
+     * the mount: two round trips per file of tensors/ before. */
+    if (strncmp(name, "user.", 5) != 0) {
+        fuse_reply_err(req, EOPNOTSUPP);
+        return;
+    }
     if (ct_fs_xattrs(g.fs, ino, &k, &v, &n)) {
         fuse_reply_err(req, ENOMEM);
         return;

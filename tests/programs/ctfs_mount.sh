@@ -108,6 +108,12 @@ check "big: config.json rewritten as mkct does" cmp -s "$TMP/big.dense/config.js
 check "big: other files passed through" cmp -s "$TMP/big/README.txt" "$TMP/mnt.big/README.txt"
 check "big: stats file counts decodes" grep -q '^misses [1-9]' "$TMP/mnt.big/.ctfs-stats"
 check "big: xattr names the format" sh -c "getfattr --only-values -n user.ct.format '$TMP/mnt.big/tensors/model.layers.0.mlp.down_proj.weight' | grep -qx pack-quantized"
+# other namespaces are not supported (ls -l stops asking for them), an
+# unknown user.* attribute is merely absent
+check "big: security.* and system.* xattrs not supported" sh -c "
+    getfattr -n security.selinux '$TMP/mnt.big/config.json' 2>&1 | grep -q 'Operation not supported' &&
+    getfattr -n system.posix_acl_access '$TMP/mnt.big/tensors' 2>&1 | grep -q 'Operation not supported' &&
+    getfattr -n user.nope '$TMP/mnt.big/config.json' 2>&1 | grep -q 'No such attribute'"
 if echo x 2>/dev/null >"$TMP/mnt.big/config.json"; then not_ok "write succeeded"; else ok "write refused"; fi
 check "write error is EROFS" sh -c "! touch '$TMP/mnt.big/new' 2>&1 | grep -qv 'Read-only file system'"
 unmount_ctfs "$TMP/mnt.big"
