@@ -27,6 +27,11 @@ int ct_buf_putc(ct_buf *b, char c);
 int ct_buf_puts(ct_buf *b, const char *s);
 int ct_buf_printf(ct_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ct_buf_free(ct_buf *b);
+/* The buffer's bytes (NUL-terminated; "" if none were put), reallocated to
+ * their length, for strings that are kept: a buffer starts at 256 bytes,
+ * and a kept name of 40 was a 256-byte block per tensor.  The buffer is
+ * left empty.  NULL if out of memory. */
+char *ct_buf_take(ct_buf *b);
 
 /* Zeroed arrays that grow with the model: the tables of a checkpoint's
  * tensors (100,000 tensors make hundreds of MB of them).  From 512 KiB on,

@@ -46,7 +46,7 @@ char *ct_fs_escape(const char *name, int npy)
         ct_buf_free(&b);
         return NULL;
     }
-    return b.data;
+    return ct_buf_take(&b);
 }
 
 /* numpy type for a dtype, and the dtype the .npy holds (widened). */
@@ -98,7 +98,7 @@ char *ct_npy_header(ct_dtype dt, int ndim, const int64_t *shape, size_t *len, ct
         return NULL;
     }
     *len = out.len;
-    return out.data;
+    return ct_buf_take(&out);
 }
 
 static ct_fs_node *add_node(ct_fs *fs, uint64_t parent, char *name, ct_fs_kind kind, uint64_t size)

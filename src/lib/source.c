@@ -552,7 +552,8 @@ static int build_sparse(ct_source *s, module *m, ct_dtensor *t, ct_err *err)
     ct_buf nb = {0};
     if (ct_buf_puts(&nb, m->prefix) || (!legacy && ct_buf_puts(&nb, ".weight")))
         return ct_fail(err, CT_ENOMEM, "out of memory");
-    t->info.name = nb.data;
+    if (!(t->info.name = ct_buf_take(&nb)))
+        return ct_fail(err, CT_ENOMEM, "out of memory");
     r->values = m->slot[P_COMPRESSED];
     r->bitmask = m->slot[P_BITMASK];
     t->info.shard = m->file[P_COMPRESSED];
@@ -660,7 +661,8 @@ static int build_module(ct_source *s, module *m, ct_err *err)
         ct_buf nb = {0};
         if (ct_buf_puts(&nb, m->prefix) || ct_buf_puts(&nb, ".weight"))
             return ct_fail(err, CT_ENOMEM, "out of memory");
-        t->info.name = nb.data;
+        if (!(t->info.name = ct_buf_take(&nb)))
+            return ct_fail(err, CT_ENOMEM, "out of memory");
         t->r.main = m->slot[P_WEIGHT_PACKED];
         t->info.shard = m->file[P_WEIGHT_PACKED];
         if (wp->dtype == CT_I32)

@@ -138,6 +138,20 @@ void ct_big_free(void *p)
         free(base);
 }
 
+char *ct_buf_take(ct_buf *b)
+{
+    if (!b->data && ct_buf_reserve(b, 1))
+        return NULL;
+    if (!b->len)
+        b->data[0] = 0;
+    char *p = realloc(b->data, b->len + 1);
+    if (!p)
+        p = b->data;     /* still the whole string */
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return p;
+}
+
 void ct_buf_free(ct_buf *b)
 {
     free(b->data);

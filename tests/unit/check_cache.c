@@ -286,6 +286,26 @@ START_TEST(t_big_arrays)
 }
 END_TEST
 
+START_TEST(t_buf_take)
+{
+    ct_buf b = {0};
+    char *e = ct_buf_take(&b);             /* nothing put: "" */
+    ck_assert_ptr_nonnull(e);
+    ck_assert_str_eq(e, "");
+    free(e);
+    ck_assert_int_eq(ct_buf_puts(&b, "model.layers.0.mlp.down_proj.weight"), 0);
+    ck_assert_int_eq(ct_buf_put(&b, "\0x", 2), 0);   /* binary bytes are kept too */
+    size_t len = b.len;
+    char *s = ct_buf_take(&b);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(len, 37);
+    ck_assert_int_eq(memcmp(s, "model.layers.0.mlp.down_proj.weight\0x", 38), 0);
+    ck_assert_ptr_null(b.data);
+    ck_assert_uint_eq(b.len + b.cap, 0);
+    free(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cache");
@@ -298,6 +318,7 @@ int main(void)
     tcase_add_test(tc, t_prefetch_accounting);
     tcase_add_test(tc, t_drop_and_reserve);
     tcase_add_test(tc, t_big_arrays);
+    tcase_add_test(tc, t_buf_take);
     suite_add_tcase(s, tc);
     return ct_run_suite(s);
 }
