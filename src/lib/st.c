@@ -21,6 +21,7 @@ struct ct_st {
     struct timespec mtime;
     ct_st_tensor *tensors;
     size_t n;
+    char *names;         /* every tensor's name, one after the other */
     char **meta_kv;      /* 2*n_meta strings */
     size_t n_meta;
     ct_strmap *index;
@@ -96,8 +97,7 @@ void ct_st_close(ct_st *st)
         return;
     if (st->fd >= 0)
         close(st->fd);
-    for (size_t i = 0; i < st->n; i++)
-        free((char *)st->tensors[i].name);
+    ct_big_free(st->names);
     ct_big_free(st->tensors);
     for (size_t i = 0; i < 2 * st->n_meta; i++)
         free(st->meta_kv[i]);
@@ -219,8 +219,19 @@ int ct_st_parse(const char *label, const char *header, size_t header_len,
         rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
         goto fail;
     }
-    int seen_meta = 0;
+    /* The names go into one block, not one allocation each: those would
+     * sit between the parse tree's nodes and keep the heap they leave
+     * behind in pieces. */
+    size_t names_len = 1;
     const cJSON *item;
+    cJSON_ArrayForEach(item, root)
+        names_len += strlen(item->string) + 1;     /* bounded by header_len */
+    if (!(st->names = ct_big_calloc(names_len, 1))) {
+        rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
+        goto fail;
+    }
+    char *name_at = st->names;
+    int seen_meta = 0;
     cJSON_ArrayForEach(item, root) {
         if (strcmp(item->string, "__metadata__") == 0) {
             if (seen_meta++) {
@@ -264,10 +275,9 @@ int ct_st_parse(const char *label, const char *header, size_t header_len,
         ct_st_tensor *t = &st->tensors[st->n];
         if ((rc = parse_tensor(label, item, t, err)))
             goto fail;
-        if (!(t->name = strdup(item->string))) {
-            rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
-            goto fail;
-        }
+        size_t nl = strlen(item->string) + 1;
+        t->name = memcpy(name_at, item->string, nl);
+        name_at += nl;
         st->n++;
         int put = ct_strmap_put(st->index, t->name, st->n - 1);
         if (put < 0) {
