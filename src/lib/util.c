@@ -144,9 +144,15 @@ char *ct_buf_take(ct_buf *b)
         return NULL;
     if (!b->len)
         b->data[0] = 0;
-    char *p = realloc(b->data, b->len + 1);
-    if (!p)
+    /* a new block rather than a shrunk one: shrinking would leave a free
+     * piece behind each kept string, that only smaller blocks can reuse */
+    char *p = malloc(b->len + 1);
+    if (p) {
+        memcpy(p, b->data, b->len + 1);
+        free(b->data);
+    } else {
         p = b->data;     /* still the whole string */
+    }
     b->data = NULL;
     b->len = b->cap = 0;
     return p;
