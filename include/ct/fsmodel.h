@@ -44,8 +44,9 @@ typedef struct ct_fs_node {
     ct_strmap *byname;        /* child name -> ino, for directories of many
                                  (tensors/ of a large model: one lookup per
                                  entry of an ls -l) */
-    char *bytes;              /* CT_FS_BYTES contents; npy header */
-    size_t nbytes;
+    char *bytes;              /* CT_FS_BYTES contents */
+    size_t nbytes;            /* their length; for CT_FS_NPY the header's
+                                 (made again when read: not kept per tensor) */
     char *path;               /* CT_FS_PASSTHRU source file, for messages */
     const char *rel;          /* ...relative to the source directory (in path) */
 } ct_fs_node;

@@ -260,15 +260,13 @@ int ct_fs_new(const ct_source *src, const ct_fs_opts *o, ct_fs **out, ct_err *er
         char *hdr = ct_npy_header(t->dtype, t->ndim, t->shape, &hl, &as);
         if (!hdr)
             continue;
+        free(hdr);          /* its length is kept; reads make it again */
         uint64_t numel;
         ct_tensor_nbytes(t->dtype, t->ndim, t->shape, &numel, NULL, NULL);
         n = add_node(fs, tdir, ct_fs_escape(t->name, 1), CT_FS_NPY, hl + numel * (ct_dtype_bits(as) / 8));
-        if (!n) {
-            free(hdr);
+        if (!n)
             goto nomem;
-        }
         n->index = i;
-        n->bytes = hdr;
         n->nbytes = hl;
     }
     /* the tree is complete: names stay where they are from here on */
@@ -318,16 +316,24 @@ int ct_fs_cached_kind(ct_fs_kind k) { return k == CT_FS_VIEW || k == CT_FS_TENSO
 /* .npy bytes [off, off+len): header, then the tensor widened if needed. */
 static int npy_read(ct_fs *fs, const ct_fs_node *n, uint64_t off, size_t len, char *buf, ct_err *err)
 {
+    const ct_tensor *t = ct_source_tensor(fs->src, n->index);
     if (off < n->nbytes) {
+        size_t hl;
+        ct_dtype as;
+        char *hdr = ct_npy_header(t->dtype, t->ndim, t->shape, &hl, &as);
+        if (!hdr || hl != n->nbytes) {
+            free(hdr);
+            return ct_fail(err, CT_ENOMEM, "out of memory");
+        }
         size_t k = n->nbytes - off < len ? (size_t)(n->nbytes - off) : len;
-        memcpy(buf, n->bytes + off, k);
+        memcpy(buf, hdr + off, k);
+        free(hdr);
         buf += k;
         off += k;
         len -= k;
     }
     if (!len)
         return 0;
-    const ct_tensor *t = ct_source_tensor(fs->src, n->index);
     uint64_t doff = off - n->nbytes;
     ct_dtype as;
     npy_descr(t->dtype, &as);

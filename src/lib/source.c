@@ -81,7 +81,8 @@ void ct_source_close(ct_source *s)
     if (!s)
         return;
     for (size_t i = 0; i < s->n; i++) {
-        free((char *)s->tensors[i].info.name);
+        if (!s->tensors[i].name_borrowed)
+            free((char *)s->tensors[i].info.name);
         free(s->tensors[i].r.row_start);
         pthread_mutex_destroy(&s->tensors[i].r.lock);
     }
@@ -327,8 +328,8 @@ static int add_pass(ct_source *s, const ct_ref *ref, size_t file, ct_err *err)
     ct_dtensor *t = new_tensor(s, err);
     if (!t)
         return CT_ENOMEM;
-    if (!(t->info.name = strdup(ref->t->name)))
-        return ct_fail(err, CT_ENOMEM, "out of memory");
+    t->info.name = ref->t->name;     /* the shard outlives the source's tables */
+    t->name_borrowed = 1;
     t->info.dtype = ref->t->dtype;
     t->info.ndim = ref->t->ndim;
     memcpy(t->info.shape, ref->t->shape, sizeof t->info.shape);

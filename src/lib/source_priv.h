@@ -51,6 +51,7 @@ typedef struct ct_recipe {
 typedef struct ct_dtensor {
     ct_tensor info;
     ct_recipe r;
+    int name_borrowed;           /* info.name is the stored tensor's (passed through) */
 } ct_dtensor;
 
 /* decode.c: decode dense elements [e0, e1) (row-major) into out. */
