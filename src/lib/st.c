@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -170,6 +171,73 @@ static int parse_tensor(const char *label, const cJSON *item, ct_st_tensor *t, c
     return 0;
 }
 
+/* A header's parse tree lives in an arena of huge-page-backed chunks, not in
+ * malloc's heap: about 700 bytes per tensor in small pieces (a header of
+ * 100,000 tensors made 70 MB of them), faulted 4 KiB at a time, and the
+ * heap kept them once freed.  cJSON's allocation hooks are global, so they
+ * are set once to functions that use the calling thread's arena while it
+ * parses a header and malloc otherwise.  Freeing in the arena does nothing:
+ * the tree goes with the arena once the header is read. */
+typedef struct json_chunk { struct json_chunk *prev; size_t used, cap; } json_chunk;
+static _Thread_local json_chunk *json_arena;
+static _Thread_local size_t json_chunk_size;   /* non-zero while parsing */
+
+static void *json_alloc(size_t n)
+{
+    if (!json_chunk_size)
+        return malloc(n);
+    if (n > SIZE_MAX - 15)
+        return NULL;
+    n = (n + 15) & ~(size_t)15;
+    json_chunk *c = json_arena;
+    if (!c || c->cap - c->used < n) {
+        size_t hdr = (sizeof *c + 15) & ~(size_t)15, cap = json_chunk_size;
+        if (cap < n)
+            cap = n;
+        if (cap > SIZE_MAX - hdr || !(c = ct_big_calloc(1, hdr + cap)))
+            return NULL;
+        c->prev = json_arena;
+        c->used = hdr;
+        c->cap = hdr + cap;
+        json_arena = c;
+        if (json_chunk_size < ((size_t)64 << 20))
+            json_chunk_size *= 2;
+    }
+    void *p = (char *)c + c->used;
+    c->used += n;
+    return p;
+}
+
+static void json_free(void *p)
+{
+    if (!json_chunk_size)
+        free(p);
+}
+
+static void json_hooks(void)
+{
+    cJSON_Hooks h = {json_alloc, json_free};
+    cJSON_InitHooks(&h);
+}
+
+static void json_arena_begin(size_t header_len)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, json_hooks);
+    /* a first chunk of about what the tree of a header this long takes */
+    json_chunk_size = header_len < ((size_t)1 << 16) ? (size_t)1 << 18 : header_len * 4;
+}
+
+static void json_arena_end(void)
+{
+    while (json_arena) {
+        json_chunk *prev = json_arena->prev;
+        ct_big_free(json_arena);
+        json_arena = prev;
+    }
+    json_chunk_size = 0;
+}
+
 int ct_st_parse(const char *label, const char *header, size_t header_len,
                 uint64_t file_size, ct_st **out, ct_err *err)
 {
@@ -196,6 +264,7 @@ int ct_st_parse(const char *label, const char *header, size_t header_len,
         goto fail;
     }
     const char *end = NULL;
+    json_arena_begin(header_len);
     root = cJSON_ParseWithLengthOpts(header, header_len, &end, 0);
     if (!root) {
         size_t at = end && end >= header ? (size_t)(end - header) : 0;
@@ -316,12 +385,12 @@ int ct_st_parse(const char *label, const char *header, size_t header_len,
         goto fail;
     }
     free(sorted);
-    cJSON_Delete(root);
+    json_arena_end();     /* the tree with it */
     *out = st;
     return 0;
 fail:
     free(sorted);
-    cJSON_Delete(root);
+    json_arena_end();
     ct_st_close(st);
     return rc;
 }
