@@ -12,6 +12,7 @@
 #include "ct/view.h"
 #include "ct/util.h"
 #include "ct/pyjson.h"
+#include <cjson/cJSON.h>
 
 static char *dir;
 
@@ -414,6 +415,43 @@ START_TEST(t_pyjson_strings)
 }
 END_TEST
 
+/* A header of many tensors: its parse tree outgrows the first chunks of the
+ * arena it is parsed in (a tree takes about six times the header's bytes),
+ * and cJSON still works outside a parse afterwards. */
+START_TEST(t_large_header)
+{
+    enum { N = 30000 };
+    ct_buf h = {0};
+    ck_assert_int_eq(ct_buf_puts(&h, "{\"__metadata__\":{\"format\":\"pt\"}"), 0);
+    for (int i = 0; i < N; i++)
+        ck_assert_int_eq(ct_buf_printf(&h, ",\"model.layers.%d.mlp.experts.%d.weight\":{\"dtype\":\"U8\","
+                                       "\"shape\":[1],\"data_offsets\":[%d,%d]}", i / 100, i % 100, i, i + 1), 0);
+    ck_assert_int_eq(ct_buf_putc(&h, '}'), 0);
+    ct_st *st = NULL;
+    ct_err err = {0};
+    int rc = ct_st_parse("big.safetensors", h.data, h.len, 8 + h.len + N, &st, &err);
+    ck_assert_msg(rc == 0, "%s", err.msg);
+    ck_assert_uint_eq(ct_st_count(st), N);
+    long k = ct_st_find(st, "model.layers.123.mlp.experts.45.weight");
+    ck_assert_int_ge(k, 0);
+    ck_assert_uint_eq(ct_st_get(st, (size_t)k)->begin, 12345);
+    ck_assert_uint_eq(ct_st_get(st, (size_t)k)->end, 12346);
+    ck_assert_str_eq(ct_st_get(st, N - 1)->name, "model.layers.299.mlp.experts.99.weight");
+    ct_st_close(st);
+    /* an error half way through a long header */
+    h.data[h.len - 200] = '#';
+    ck_assert_int_eq(ct_st_parse("big.safetensors", h.data, h.len, 8 + h.len + N, &st, &err), CT_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "not valid JSON"));
+    ct_buf_free(&h);
+    cJSON *o = cJSON_CreateObject();
+    ck_assert_ptr_nonnull(cJSON_AddStringToObject(o, "k", "v"));
+    char *text = cJSON_PrintUnformatted(o);
+    ck_assert_str_eq(text, "{\"k\":\"v\"}");
+    free(text);
+    cJSON_Delete(o);
+}
+END_TEST
+
 int main(void)
 {
     dir = tu_tmpdir();
@@ -430,6 +468,7 @@ int main(void)
     tcase_add_test(tc, t_layout_reproduces_refvectors);
     tcase_add_test(tc, t_layout_order_and_escaping);
     tcase_add_test(tc, t_pyjson_strings);
+    tcase_add_test(tc, t_large_header);
     suite_add_tcase(s, tc);
     int rc = ct_run_suite(s);
     char cmd[256];
