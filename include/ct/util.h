@@ -35,8 +35,9 @@ char *ct_buf_take(ct_buf *b);
 
 /* Zeroed arrays that grow with the model: the tables of a checkpoint's
  * tensors (100,000 tensors make hundreds of MB of them).  From 512 KiB on,
- * an array is a mapping of its own, 2 MiB aligned and marked for
- * transparent huge pages: on this project's VMs a 4 KiB page fault costs
+ * an array is a mapping of its own, 2 MiB aligned, and marked for
+ * transparent huge pages when it fills at least half of its 2 MiB pages
+ * (so rounding up never doubles it): on this project's VMs a 4 KiB page fault costs
  * about 15 us, and faulting a large model's tables page by page was most of
  * its mount time.  Smaller arrays come from malloc.  ct_big_calloc checks
  * n * size for overflow; ct_big_realloc keeps the contents and zeroes what

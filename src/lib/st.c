@@ -224,8 +224,10 @@ static void json_arena_begin(size_t header_len)
 {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, json_hooks);
-    /* a first chunk of about what the tree of a header this long takes */
-    json_chunk_size = header_len < ((size_t)1 << 16) ? (size_t)1 << 18 : header_len * 4;
+    /* a first chunk of about what the tree of a header this long takes, and
+     * at least a huge page (it lives only while the header is parsed) */
+    size_t huge = ((size_t)2 << 20) - 256;
+    json_chunk_size = header_len < huge / 4 ? huge : header_len * 4;
 }
 
 static void json_arena_end(void)

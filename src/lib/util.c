@@ -67,6 +67,16 @@ enum { BIG_HDR = 64 };
 #define BIG_MIN ((size_t)512 << 10)
 #define BIG_ALIGN ((size_t)2 << 20)
 
+/* Huge pages for an array that fills at least half of its mapping (which
+ * is rounded up to 2 MiB); otherwise 4 KiB pages, so that rounding up never
+ * more than doubles what an array takes (a table of 600 KiB in each of 60
+ * shards would take 2 MiB each). */
+static void big_hint(char *base, size_t bytes, size_t mapped)
+{
+    if (2 * (BIG_HDR + bytes) >= mapped)
+        madvise(base, mapped, MADV_HUGEPAGE);   /* a hint: ignored where THP is off */
+}
+
 static void *big_make(size_t bytes)
 {
     if (bytes > SIZE_MAX - BIG_HDR - 2 * BIG_ALIGN)
@@ -87,7 +97,7 @@ static void *big_make(size_t bytes)
             munmap(m, (size_t)(base - m));
         if (base + mapped < m + mapped + BIG_ALIGN)
             munmap(base + mapped, (size_t)(m + mapped + BIG_ALIGN - (base + mapped)));
-        madvise(base, mapped, MADV_HUGEPAGE);   /* a hint: ignored where THP is off */
+        big_hint(base, bytes, mapped);
     }
     big_hdr *h = (big_hdr *)base;
     h->mapped = mapped;
@@ -115,6 +125,8 @@ void *ct_big_realloc(void *p, size_t n, size_t size)
         /* fits in the mapping: a shrink must leave zeros behind it */
         if (bytes < h->bytes)
             memset((char *)p + bytes, 0, h->bytes - bytes);
+        else
+            big_hint((char *)h, bytes, h->mapped);
         h->bytes = bytes;
         return p;
     }
