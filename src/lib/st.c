@@ -290,9 +290,7 @@ int ct_st_parse(const char *label, const char *header, size_t header_len,
         rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
         goto fail;
     }
-    /* The names go into one block, not one allocation each: those would
-     * sit between the parse tree's nodes and keep the heap they leave
-     * behind in pieces. */
+    /* The names go into one block, not one allocation each. */
     size_t names_len = 1;
     const cJSON *item;
     cJSON_ArrayForEach(item, root)
