@@ -305,29 +305,22 @@ static int find_config(ct_source *s, const ct_open_opts *o, ct_err *err)
 
 /* ---------------------------------------------------------------- */
 
+/* The next entry of the dense table, which build() sized for every stored
+ * tensor (each dense tensor consumes at least one) and zeroed. */
 static ct_dtensor *new_tensor(ct_source *s, ct_err *err)
 {
     if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        ct_dtensor *t = ct_big_realloc(s->tensors, cap, sizeof *t);
-        if (!t) {
-            ct_fail(err, CT_ENOMEM, "out of memory");
-            return NULL;
-        }
-        s->tensors = t;
-        s->cap = cap;
+        ct_fail(err, CT_EFORMAT, "more dense tensors than stored ones (internal error)");
+        return NULL;
     }
-    ct_dtensor *t = &s->tensors[s->n];
-    memset(t, 0, sizeof *t);
-    s->n++;
-    return t;
+    return &s->tensors[s->n++];
 }
 
 static int add_pass(ct_source *s, const ct_ref *ref, size_t file, ct_err *err)
 {
     ct_dtensor *t = new_tensor(s, err);
     if (!t)
-        return CT_ENOMEM;
+        return CT_EFORMAT;
     t->info.name = ref->t->name;     /* the shard outlives the source's tables */
     t->name_borrowed = 1;
     t->info.dtype = ref->t->dtype;
@@ -646,7 +639,7 @@ static int build_module(ct_source *s, module *m, ct_err *err)
     int quant_codes = 0;
     if (has_sparse) {
         if (!(t = new_tensor(s, err)))
-            return CT_ENOMEM;
+            return CT_EFORMAT;
         if ((rc = build_sparse(s, m, t, err)))
             return rc;
         ct_dtype vd = t->r.values.t->dtype;
@@ -658,7 +651,7 @@ static int build_module(ct_source *s, module *m, ct_err *err)
     } else if (m->slot[P_WEIGHT_PACKED].t) {
         const ct_st_tensor *wp = m->slot[P_WEIGHT_PACKED].t;
         if (!(t = new_tensor(s, err)))
-            return CT_ENOMEM;
+            return CT_EFORMAT;
         ct_buf nb = {0};
         if (ct_buf_puts(&nb, m->prefix) || ct_buf_puts(&nb, ".weight"))
             return ct_fail(err, CT_ENOMEM, "out of memory");
@@ -691,7 +684,7 @@ static int build_module(ct_source *s, module *m, ct_err *err)
                && (m->slot[P_WEIGHT].t->dtype == CT_I8 || m->slot[P_WEIGHT].t->dtype == CT_F8_E4M3)) {
         const ct_st_tensor *w = m->slot[P_WEIGHT].t;
         if (!(t = new_tensor(s, err)))
-            return CT_ENOMEM;
+            return CT_EFORMAT;
         if (!(t->info.name = strdup(w->name)))
             return ct_fail(err, CT_ENOMEM, "out of memory");
         t->r.main = m->slot[P_WEIGHT];
@@ -802,7 +795,7 @@ static int build(ct_source *s, ct_err *err)
     module *mv = ct_big_calloc(total + 1, sizeof *mv);
     size_t nm = 0;
     /* every dense tensor consumes at least one stored tensor: total is
-     * enough, and the table never moves while it fills */
+     * enough (new_tensor), and the table never moves while it fills */
     s->tensors = ct_big_calloc(total + 1, sizeof *s->tensors);
     s->cap = total + 1;
     if (!stored || !mods || !mv || !s->tensors) {

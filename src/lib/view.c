@@ -27,19 +27,19 @@ int ct_view_new(const ct_source *src, size_t shard, ct_view **out, ct_err *err)
 {
     int rc = 0;
     const size_t *idx;
-    size_t nt = ct_source_shard_tensors(src, shard, &idx), n = 0;
+    size_t n = ct_source_shard_tensors(src, shard, &idx);
     ct_view *v = calloc(1, sizeof *v);
-    ct_st_entry *ents = ct_big_calloc(nt + 1, sizeof *ents);
+    ct_st_entry *ents = ct_big_calloc(n + 1, sizeof *ents);
     const char **mk = NULL, **mv = NULL;
     if (!v || !ents) {
         rc = ct_fail(err, CT_ENOMEM, "out of memory");
         goto out;
     }
     v->src = src;
-    for (size_t k = 0; k < nt; k++) {
+    for (size_t k = 0; k < n; k++) {
         size_t i = idx[k];
         const ct_tensor *t = ct_source_tensor(src, i);
-        ct_st_entry *e = &ents[n++];
+        ct_st_entry *e = &ents[k];
         e->name = t->name;
         e->dtype = t->dtype;
         e->ndim = t->ndim;
