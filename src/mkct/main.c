@@ -321,7 +321,7 @@ static int run(int argc, char **argv)
     const char *format = NULL, *config = NULL;
     int keep = 0, force = 0, c;
     show_progress = isatty(2);
-    while ((c = getopt_long(argc, argv, "f:c:j:qhV", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "f:c:s:j:qhV", opts, NULL)) != -1) {
         switch (c) {
         case 'f': format = optarg; break;
         case 'c': config = optarg; break;

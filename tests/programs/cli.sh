@@ -13,6 +13,14 @@ for prog in "$MKCT" "$CTLS"; do
     check "$p --version names the package version" grep -q "^$p (ctfs) [0-9]" "$TMP/out"
     expect_exit 1 "$p with an unknown option" "$prog" --no-such-option
     expect_exit 1 "$p without arguments" "$prog"
+    # every short option the help lists is one getopt accepts (given a
+    # dummy argument; the run then fails for other reasons, or not at all)
+    "$prog" --help | sed -n 's/^  -\([A-Za-z]\), --.*/\1/p' >"$TMP/shorts"
+    check "$p --help lists short options" [ -s "$TMP/shorts" ]
+    while read -r o; do
+        "$prog" "-$o" x y z >/dev/null 2>"$TMP/err" </dev/null || true
+        check "$p accepts -$o as its help says" sh -c '! grep -q "invalid option" "$1"' sh "$TMP/err"
+    done <"$TMP/shorts"
 done
 expect_exit 2 "mkct on a missing file" "$MKCT" --format dense "$TMP/missing.safetensors" "$TMP/x"
 expect_exit 2 "ctls on a missing file" "$CTLS" "$TMP/missing.safetensors"
