@@ -399,16 +399,12 @@ int ct_st_open(const char *path, ct_st **out, ct_err *err)
 {
     int rc;
     char *header = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ct_fail(err, CT_EIO, "%s: cannot open: %s", path, strerror(errno));
+    int fd;
+    if ((rc = ct_open_regular(path, &fd, err)))
+        return rc;
     struct stat sb;
     if (fstat(fd, &sb) != 0) {
         rc = ct_fail(err, CT_EIO, "%s: cannot stat: %s", path, strerror(errno));
-        goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        rc = ct_fail(err, CT_EIO, "%s: not a regular file", path);
         goto fail;
     }
     uint64_t size = (uint64_t)sb.st_size;

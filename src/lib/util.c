@@ -248,15 +248,38 @@ int ct_write_full(int fd, const void *buf, size_t len, const char *label, ct_err
     return 0;
 }
 
-int ct_read_file(const char *path, size_t max_size, char **data, size_t *len, ct_err *err)
+int ct_open_regular(const char *path, int *fdp, ct_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO for reading would wait for a writer */
+    int rc, fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return ct_fail(err, CT_EIO, "%s: cannot open: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        rc = ct_fail(err, CT_EIO, "%s: not a readable regular file", path);
+        goto fail;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) {
+        rc = ct_fail(err, CT_EIO, "%s: cannot open: %s", path, strerror(errno));
+        goto fail;
+    }
+    *fdp = fd;
+    return 0;
+fail:
+    close(fd);
+    return rc;
+}
+
+int ct_read_file(const char *path, size_t max_size, char **data, size_t *len, ct_err *err)
+{
+    int fd, rc = ct_open_regular(path, &fd, err);
+    if (rc)
+        return rc;
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
         close(fd);
-        return ct_fail(err, CT_EIO, "%s: not a readable regular file", path);
+        return ct_fail(err, CT_EIO, "%s: cannot stat: %s", path, strerror(errno));
     }
     if ((uint64_t)sb.st_size > max_size) {
         close(fd);
@@ -268,7 +291,7 @@ int ct_read_file(const char *path, size_t max_size, char **data, size_t *len, ct
         close(fd);
         return ct_fail(err, CT_ENOMEM, "%s: out of memory", path);
     }
-    int rc = ct_pread_full(fd, buf, (uint64_t)sb.st_size, 0, path, err);
+    rc = ct_pread_full(fd, buf, (uint64_t)sb.st_size, 0, path, err);
     close(fd);
     if (rc) {
         free(buf);

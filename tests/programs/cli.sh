@@ -28,6 +28,14 @@ check "the error names the file" grep -q "missing.safetensors" "$TMP/err"
 expect_exit 1 "mkct without --format" "$MKCT" "$case_dir/model.safetensors" "$TMP/o.safetensors"
 expect_exit 1 "mkct with an unknown format" "$MKCT" --format nope "$case_dir/model.safetensors" "$TMP/o.safetensors"
 check "no output left by failed runs" [ ! -e "$TMP/o.safetensors" ]
+# A FIFO in place of a checkpoint is refused at once (opening it for reading
+# would wait for a writer forever).
+mkfifo "$TMP/fifo.safetensors"
+mkdir "$TMP/fifodir" && mkfifo "$TMP/fifodir/model.safetensors"
+expect_exit 2 "ctls on a FIFO" timeout 20 "$CTLS" "$TMP/fifo.safetensors"
+check "...saying why" grep -q "fifo.safetensors: not a readable regular file" "$TMP/err"
+expect_exit 2 "mkct on a directory holding a FIFO shard" timeout 20 "$MKCT" --format dense "$TMP/fifodir" "$TMP/o"
+check "...no output left" [ ! -e "$TMP/o" ]
 
 # Exact listing of one case: the packed weight stores 2048 (packed) + 64
 # (scale) + 16 (zero point) + 16 (weight_shape) bytes.

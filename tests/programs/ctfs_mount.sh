@@ -231,6 +231,10 @@ check "bad source: message names the file" grep -q "bad.safetensors" "$TMP/bad.e
 check "bad source: nothing mounted" sh -c "! grep -q '$TMP/mnt.bad' /proc/mounts"
 "$CTFS" -f "$TMP/missing.safetensors" "$TMP/mnt.bad" 2>/dev/null
 check "missing source: exit status 2" [ $? = 2 ]
+mkfifo "$TMP/fifo.safetensors"
+timeout 20 "$CTFS" -f "$TMP/fifo.safetensors" "$TMP/mnt.bad" 2>"$TMP/bad.err"
+check "a FIFO as source: refused at once, exit status 2" [ $? = 2 ]
+check "...saying why" grep -q "fifo.safetensors: not a readable regular file" "$TMP/bad.err"
 "$CTFS" -f -o no_such_option "$TMP/snap" "$TMP/mnt.bad" 2>"$TMP/bad.err"
 check "unknown -o option: usage error, exit status 1" [ $? = 1 ]
 check "...saying which" grep -q "no_such_option" "$TMP/bad.err"
