@@ -28,13 +28,13 @@
 struct opts {
     char *src, *cache_size, *block_size, *config, *readahead;
     unsigned prefetch, threads;
-    int keep_qparams, direct_io, help, version;
+    int prefetch_set, keep_qparams, direct_io, help, version;
 };
 
 #define OPT(t, p, v) {t, offsetof(struct opts, p), v}
 static const struct fuse_opt opt_spec[] = {
     OPT("cache_size=%s", cache_size, 0), OPT("block_size=%s", block_size, 0),
-    OPT("prefetch=%u", prefetch, 0), OPT("threads=%u", threads, 0), OPT("config=%s", config, 0),
+    OPT("prefetch=%u", prefetch, 0), OPT("prefetch=", prefetch_set, 1), OPT("threads=%u", threads, 0), OPT("config=%s", config, 0),
     OPT("readahead=%s", readahead, 0),
     OPT("keep_qparams", keep_qparams, 1), OPT("direct_io", direct_io, 1),
     OPT("-h", help, 1), OPT("--help", help, 1), OPT("-V", version, 1), OPT("--version", version, 1),
@@ -559,8 +559,9 @@ static void usage(const char *prog)
            "ctfs options:\n"
            "    -o cache_size=SIZE     decoded block cache (default 256M)\n"
            "    -o block_size=SIZE     cache block size (default 1M)\n"
-           "    -o prefetch=N          blocks decoded ahead of a sequential reader (default 8)\n"
-           "    -o threads=N           prefetch decode workers (default: half the CPUs, 1 to 8)\n"
+           "    -o prefetch=N          blocks decoded ahead of a sequential reader (default 8;\n"
+           "                           at most half the blocks the cache holds)\n"
+           "    -o threads=N           prefetch decode workers, 0 to 64 (default: half the CPUs, 1 to 8)\n"
            "    -o readahead=SIZE      kernel readahead of the mount, i.e. the size of the\n"
            "                           kernel's read requests (default 1M; 0: the kernel's own;\n"
            "                           needs root, else the kernel's own is kept)\n"
@@ -610,15 +611,37 @@ int main(int argc, char **argv)
         return 0;
     }
     uint64_t cache_size = 256u << 20, block_size = 1u << 20, readahead = 1u << 20;
-    if ((g.o.cache_size && ct_parse_size(g.o.cache_size, &cache_size))
-        || (g.o.block_size && ct_parse_size(g.o.block_size, &block_size)) || block_size < 4096
-        || block_size > (64u << 20) || cache_size < block_size) {
-        fprintf(stderr, "ctfs: bad cache_size or block_size (block_size 4K..64M, cache_size >= block_size)\n");
+    if (g.o.cache_size && ct_parse_size(g.o.cache_size, &cache_size)) {
+        fprintf(stderr, "ctfs: cache_size=%s: not a size (e.g. 512M)\n", g.o.cache_size);
+        return 1;
+    }
+    if ((g.o.block_size && ct_parse_size(g.o.block_size, &block_size)) || block_size < 4096
+        || block_size > (64u << 20)) {
+        fprintf(stderr, "ctfs: block_size=%s: not a size from 4K to 64M\n", g.o.block_size);
+        return 1;
+    }
+    if (cache_size < block_size) {
+        fprintf(stderr, "ctfs: cache_size (%llu bytes) is smaller than one block (%llu bytes)\n",
+                (unsigned long long)cache_size, (unsigned long long)block_size);
         return 1;
     }
     if (g.o.readahead && (ct_parse_size(g.o.readahead, &readahead) || readahead > ((uint64_t)1 << 30))) {
-        fprintf(stderr, "ctfs: bad readahead (0..1G)\n");
+        fprintf(stderr, "ctfs: readahead=%s: not a size from 0 to 1G\n", g.o.readahead);
         return 1;
+    }
+    readahead = (readahead + 4095) / 4096 * 4096;   /* the kernel keeps whole pages */
+    if (g.o.threads > 64) {
+        fprintf(stderr, "ctfs: threads=%u: at most 64\n", g.o.threads);
+        return 1;
+    }
+    /* Blocks decoded ahead must fit in the cache beside the ones being
+     * read, or they evict each other before use: at most half of it. */
+    uint64_t half = cache_size / block_size / 2;
+    if (g.o.prefetch > half) {
+        if (g.o.prefetch_set)
+            fprintf(stderr, "ctfs: prefetch=%u reduced to %llu: the cache holds %llu blocks\n", g.o.prefetch,
+                    (unsigned long long)half, (unsigned long long)(cache_size / block_size));
+        g.o.prefetch = (unsigned)half;
     }
     if (fuse_parse_cmdline(&args, &cmd) != 0 || !g.o.src || !cmd.mountpoint) {
         fprintf(stderr, "usage: ctfs [options] SRC MOUNTPOINT  (ctfs -h for help)\n");

@@ -241,4 +241,27 @@ check "...saying why" grep -q "fifo.safetensors: not a readable regular file" "$
 check "unknown -o option: usage error, exit status 1" [ $? = 1 ]
 check "...saying which" grep -q "no_such_option" "$TMP/bad.err"
 check "...nothing mounted" sh -c "! grep -q '$TMP/mnt.bad' /proc/mounts"
+# option values: each error names the option and the value given
+"$CTFS" -f -o cache_size=64X "$TMP/snap" "$TMP/mnt.bad" 2>"$TMP/bad.err"
+check "cache_size=64X: usage error, exit status 1" [ $? = 1 ]
+check "...saying which" grep -q "cache_size=64X: not a size" "$TMP/bad.err"
+"$CTFS" -f -o block_size=1G "$TMP/snap" "$TMP/mnt.bad" 2>"$TMP/bad.err"
+check "block_size=1G: usage error, exit status 1" [ $? = 1 ]
+check "...saying the range" grep -q "block_size=1G: not a size from 4K to 64M" "$TMP/bad.err"
+"$CTFS" -f -o cache_size=64K "$TMP/snap" "$TMP/mnt.bad" 2>"$TMP/bad.err"
+check "a cache smaller than one block: exit status 1" [ $? = 1 ]
+check "...saying both sizes" grep -q "cache_size (65536 bytes) is smaller than one block (1048576 bytes)" "$TMP/bad.err"
+"$CTFS" -f -o threads=1000 "$TMP/snap" "$TMP/mnt.bad" 2>"$TMP/bad.err"
+check "threads=1000: exit status 1" [ $? = 1 ]
+check "...saying the limit" grep -q "threads=1000: at most 64" "$TMP/bad.err"
+check "...nothing mounted" sh -c "! grep -q '$TMP/mnt.bad' /proc/mounts"
+# prefetch beyond half the cache is reduced, with a note
+if mount_ctfs "$TMP/snap" "$TMP/mnt.pf" -o cache_size=8M,prefetch=100; then
+    check "prefetch=100 with a cache of 8 blocks: reduced to 4, and said" \
+        grep -q "prefetch=100 reduced to 4: the cache holds 8 blocks" "$TMP/ctfs.err"
+    check "...the view still reads right" cmp -s "$TMP/mnt.pf/model-00001-of-00002.safetensors" "$TMP/snap.dense/model-00001-of-00002.safetensors"
+    unmount_ctfs "$TMP/mnt.pf"
+else
+    not_ok "prefetch=100 mount failed: $(cat "$TMP/ctfs.err")"
+fi
 finish
