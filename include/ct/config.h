@@ -36,9 +36,14 @@ typedef struct ct_qargs {
     int actorder;          /* 1 for "group"/"dynamic"/true */
 } ct_qargs;
 
+/* A target or ignore entry's "re:" pattern, compiled once when the config
+ * is parsed (matching is per module: a large MoE model has 100,000). */
+typedef struct ct_rx ct_rx;
+
 typedef struct ct_qgroup {
     char *name;
     char **targets;
+    ct_rx **targets_rx;    /* parallel to targets: NULL for entries that are not "re:" */
     size_t n_targets;
     int has_weights;
     ct_qargs weights;
@@ -57,13 +62,16 @@ typedef struct ct_config {
     ct_qgroup *groups;
     size_t n_groups;
     char **ignore;
+    ct_rx **ignore_rx;
     size_t n_ignore;
     int has_sparsity;
     ct_format sparse_format;
     char **sparse_targets;  /* NULL with n=0 and sparse_targets_null=1: all */
+    ct_rx **sparse_targets_rx;
     size_t n_sparse_targets;
     int sparse_targets_null;
     char **sparse_ignore;
+    ct_rx **sparse_ignore_rx;
     size_t n_sparse_ignore;
     char *json;            /* the compression config object as compact JSON */
 } ct_config;
@@ -80,6 +88,14 @@ void ct_config_free(ct_config *c);
  * match every module when class_matches_all is set (targets) and none
  * otherwise (ignore lists).  Returns -1 for an invalid regex. */
 int ct_target_match(const char *target, const char *module, int class_matches_all);
+/* The same with target's compiled pattern (its entry in a *_rx array). */
+int ct_target_match_rx(const char *target, const ct_rx *rx, const char *module, int class_matches_all);
+
+/* The first "re:" target or ignore entry of c that is not a regular
+ * expression this library can match (POSIX ERE after translating Python's
+ * common escapes), or NULL.  Readers match such entries to nothing; a
+ * writer, which decides by them what to compress, refuses them. */
+const char *ct_config_bad_pattern(const ct_config *c);
 
 /* The group whose targets match module and that module is not ignored by,
  * or NULL. */

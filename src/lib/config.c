@@ -62,10 +62,25 @@ int ct_version_cmp(const char *a, const char *b)
     return 0;
 }
 
+struct ct_rx {
+    int ok;                /* 0: not a pattern this library can match */
+    regex_t re;
+};
+
 static void free_strv(char **v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(v[i]);
+    free(v);
+}
+
+static void free_rxv(ct_rx **v, size_t n)
+{
+    for (size_t i = 0; v && i < n; i++) {
+        if (v[i] && v[i]->ok)
+            regfree(&v[i]->re);
+        free(v[i]);
+    }
     free(v);
 }
 
@@ -75,11 +90,15 @@ void ct_config_free(ct_config *c)
         return;
     for (size_t i = 0; i < c->n_groups; i++) {
         free(c->groups[i].name);
+        free_rxv(c->groups[i].targets_rx, c->groups[i].n_targets);
         free_strv(c->groups[i].targets, c->groups[i].n_targets);
     }
     free(c->groups);
+    free_rxv(c->ignore_rx, c->n_ignore);
     free_strv(c->ignore, c->n_ignore);
+    free_rxv(c->sparse_targets_rx, c->n_sparse_targets);
     free_strv(c->sparse_targets, c->n_sparse_targets);
+    free_rxv(c->sparse_ignore_rx, c->n_sparse_ignore);
     free_strv(c->sparse_ignore, c->n_sparse_ignore);
     free(c->version);
     free(c->json);
@@ -208,6 +227,34 @@ static int preset_args(const char *name, ct_qargs *a, ct_format *fmt)
     return 0;
 }
 
+static char *translate_regex(const char *pat);
+
+/* Compile each "re:" entry of v[0..n) into (*out)[i]; other entries get
+ * NULL, and a pattern regcomp refuses an entry with ok = 0. */
+static int compile_rxv(char **v, size_t n, ct_rx ***out, ct_err *err)
+{
+    *out = NULL;
+    if (!n)
+        return 0;
+    if (!(*out = calloc(n, sizeof **out)))
+        return ct_fail(err, CT_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(v[i], "re:", 3) != 0)
+            continue;
+        ct_rx *rx = calloc(1, sizeof *rx);
+        char *ere = translate_regex(v[i] + 3);
+        if (!rx || !ere) {
+            free(rx);
+            free(ere);
+            return ct_fail(err, CT_ENOMEM, "out of memory");
+        }
+        rx->ok = regcomp(&rx->re, ere, REG_EXTENDED | REG_NOSUB) == 0;
+        free(ere);
+        (*out)[i] = rx;
+    }
+    return 0;
+}
+
 static int parse_qc(const cJSON *qc, const char *label, ct_config *c, ct_err *err)
 {
     int rc;
@@ -288,6 +335,13 @@ static int parse_qc(const cJSON *qc, const char *label, ct_config *c, ct_err *er
                            &c->n_sparse_ignore, label, "sparsity_config.ignore", err)))
             return rc;
     }
+    if ((rc = compile_rxv(c->ignore, c->n_ignore, &c->ignore_rx, err))
+        || (rc = compile_rxv(c->sparse_targets, c->n_sparse_targets, &c->sparse_targets_rx, err))
+        || (rc = compile_rxv(c->sparse_ignore, c->n_sparse_ignore, &c->sparse_ignore_rx, err)))
+        return rc;
+    for (size_t i = 0; i < c->n_groups; i++)
+        if ((rc = compile_rxv(c->groups[i].targets, c->groups[i].n_targets, &c->groups[i].targets_rx, err)))
+            return rc;
     if (!(c->json = cJSON_PrintUnformatted(qc)))
         return ct_fail(err, CT_ENOMEM, "out of memory");
     return 0;
@@ -349,12 +403,37 @@ done:
 }
 
 /* Python re syntax -> POSIX ERE for the common escapes; anchored at the
- * start like re.match. */
+ * start like re.match.  Lazy quantifiers (*? +? ?? {m,n}?) match the same
+ * names as greedy ones, so their '?' is dropped (POSIX leaves a quantifier
+ * after a quantifier undefined); (?: groups become plain groups.  Anything
+ * else ERE lacks (look-arounds, inline flags) fails regcomp. */
 static char *translate_regex(const char *pat)
 {
     ct_buf b = {0};
     int bad = ct_buf_puts(&b, "^(");
+    int after_quantifier = 0;   /* the previous token was *, +, ?, or {m,n} */
     for (const char *p = pat; *p && !bad; p++) {
+        if (p[0] == '[') {
+            /* a bracket expression is copied as it is, up to its ']' (one
+             * right after '[' or '[^' is a member) */
+            const char *q = p + 1 + (p[1] == '^');
+            q += *q == ']';
+            while (*q && *q != ']')
+                q += q[0] == '\\' && q[1] ? 2 : 1;
+            if (!*q) {            /* unterminated: regcomp refuses it */
+                bad |= ct_buf_puts(&b, p);
+                break;
+            }
+            bad |= ct_buf_put(&b, p, (size_t)(q - p + 1));
+            p = q;
+            after_quantifier = 0;
+            continue;
+        }
+        if (p[0] == '?' && after_quantifier) {
+            after_quantifier = 0;
+            continue;
+        }
+        after_quantifier = 0;
         if (p[0] == '(' && p[1] == '?' && p[2] == ':') {
             bad |= ct_buf_putc(&b, '(');
             p += 2;
@@ -374,6 +453,7 @@ static char *translate_regex(const char *pat)
                 bad |= ct_buf_put(&b, p, 2);
             p++;
         } else {
+            after_quantifier = *p == '*' || *p == '+' || *p == '?' || *p == '}';
             bad |= ct_buf_putc(&b, *p);
         }
     }
@@ -407,14 +487,41 @@ int ct_target_match(const char *target, const char *module, int class_matches_al
     return 0;
 }
 
+int ct_target_match_rx(const char *target, const ct_rx *rx, const char *module, int class_matches_all)
+{
+    if (rx)
+        return rx->ok ? regexec(&rx->re, module, 0, NULL, 0) == 0 : -1;
+    return ct_target_match(target, module, class_matches_all);
+}
+
 const ct_qgroup *ct_config_group_for(const ct_config *c, const char *module)
 {
     for (size_t i = 0; i < c->n_ignore; i++)
-        if (ct_target_match(c->ignore[i], module, 0) == 1)
+        if (ct_target_match_rx(c->ignore[i], c->ignore_rx[i], module, 0) == 1)
             return NULL;
     for (size_t g = 0; g < c->n_groups; g++)
         for (size_t i = 0; i < c->groups[g].n_targets; i++)
-            if (ct_target_match(c->groups[g].targets[i], module, 1) == 1)
+            if (ct_target_match_rx(c->groups[g].targets[i], c->groups[g].targets_rx[i], module, 1) == 1)
                 return &c->groups[g];
     return NULL;
+}
+
+static const char *bad_in(char **v, ct_rx **rx, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rx[i] && !rx[i]->ok)
+            return v[i];
+    return NULL;
+}
+
+const char *ct_config_bad_pattern(const ct_config *c)
+{
+    const char *b = bad_in(c->ignore, c->ignore_rx, c->n_ignore);
+    for (size_t g = 0; !b && g < c->n_groups; g++)
+        b = bad_in(c->groups[g].targets, c->groups[g].targets_rx, c->groups[g].n_targets);
+    if (!b)
+        b = bad_in(c->sparse_targets, c->sparse_targets_rx, c->n_sparse_targets);
+    if (!b)
+        b = bad_in(c->sparse_ignore, c->sparse_ignore_rx, c->n_sparse_ignore);
+    return b;
 }

@@ -1096,6 +1096,12 @@ static int plan(job *j, ct_err *err)
 {
     int rc = 0;
     ct_config *cfg = j->cfg;
+    /* the targets and ignore lists decide what is compressed: a pattern
+     * that cannot be matched must not silently select nothing */
+    const char *bad = ct_config_bad_pattern(cfg);
+    if (bad)
+        return ct_fail(err, CT_EUNSUPPORTED, "compression config: '%s' is not a regular expression "
+                       "mkct can match (POSIX extended, with Python's \\d \\w \\s and (?:...))", bad);
     ct_strmap **used = calloc(j->nsh, sizeof *used), *by_module = NULL;
     size_t total = 0;
     for (size_t s = 0; s < j->nsh; s++)
@@ -1128,9 +1134,9 @@ static int plan(job *j, ct_err *err)
             if (cfg->has_sparsity && (cfg->sparse_format == CT_FMT_SPARSE_BITMASK || cfg->sparse_format == CT_FMT_SPARSE_24)) {
                 int ign = 0, tgt = cfg->sparse_targets_null;
                 for (size_t k = 0; k < cfg->n_sparse_ignore; k++)
-                    ign |= ct_target_match(cfg->sparse_ignore[k], module, 0) == 1;
+                    ign |= ct_target_match_rx(cfg->sparse_ignore[k], cfg->sparse_ignore_rx[k], module, 0) == 1;
                 for (size_t k = 0; k < cfg->n_sparse_targets; k++)
-                    tgt |= ct_target_match(cfg->sparse_targets[k], module, 1) == 1;
+                    tgt |= ct_target_match_rx(cfg->sparse_targets[k], cfg->sparse_targets_rx[k], module, 1) == 1;
                 sparse = tgt && !ign;
             } else if (cfg->has_sparsity) {
                 rc = ct_fail(err, CT_EUNSUPPORTED, "writing %s is not supported (sparse-bitmask and "

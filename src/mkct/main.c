@@ -43,7 +43,8 @@ static void usage(FILE *f)
             "                       else upstream's min-max observer; FP8 and NVFP4 need the source's\n"
             "                       calibrated input_scale / input_global_scale)\n"
             "      --bits N, --group-size N (-1: per channel), --asym, --actorder  preset overrides\n"
-            "      --targets RE, --ignore RE   modules to compress (repeatable; default Linear, lm_head)\n"
+            "      --targets RE, --ignore RE   modules to compress and to leave dense (repeatable;\n"
+            "                       defaults: --targets Linear --ignore lm_head, as upstream's presets)\n"
             "  -j, --jobs N         compress N modules at a time (default 1; memory grows with N)\n"
             "      --shard-size SIZE  split the output into shards of at most SIZE (e.g. 5G); DST is then\n"
             "                       a directory with model.safetensors.index.json\n"
@@ -331,12 +332,41 @@ static int run(int argc, char **argv)
         case 'P': show_progress = 0; break;
         case 'q': quiet = 1; break;
         case 's': so.scheme = optarg; break;
-        case 'b': so.bits = atoi(optarg); break;
-        case 'g': so.group_size = atoi(optarg); break;
+        case 'b': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (end == optarg || *end || n < 1 || n > 8) {
+                fprintf(stderr, "mkct: --bits wants 1 to 8, not '%s'\n", optarg);
+                return 1;
+            }
+            so.bits = (int)n;
+            break;
+        }
+        case 'g': {
+            char *end;
+            long n = strtol(optarg, &end, 10);
+            if (end == optarg || *end || n == 0 || n < -1 || n > (1L << 30)) {
+                fprintf(stderr, "mkct: --group-size wants a number of columns, or -1 for per channel, not '%s'\n",
+                        optarg);
+                return 1;
+            }
+            so.group_size = (int)n;
+            break;
+        }
         case 'a': so.asym = 1; break;
         case 'o': so.actorder = 1; break;
-        case 't': if (so.ntargets < 32) so.targets[so.ntargets++] = optarg; break;
-        case 'i': if (so.nignore < 32) so.ignore[so.nignore++] = optarg; break;
+        case 't':
+        case 'i':
+            if ((c == 't' ? so.ntargets : so.nignore) == 32) {
+                fprintf(stderr, "mkct: at most 32 --%s (a regular expression can name many modules)\n",
+                        c == 't' ? "targets" : "ignore");
+                return 1;
+            }
+            if (c == 't')
+                so.targets[so.ntargets++] = optarg;
+            else
+                so.ignore[so.nignore++] = optarg;
+            break;
         case 'v': verify = 1; break;
         case 'j': {
             char *end;
@@ -371,6 +401,26 @@ static int run(int argc, char **argv)
         return 1;
     }
     verify_after = verify;
+    /* Options that shape a preset config apply only where mkct makes one:
+     * --scheme, or a compressed --format without --config. */
+    int preset = so.scheme || (format && strcmp(format, "dense") && !config);
+    const char *override = so.bits ? "--bits" : so.group_size ? "--group-size" : so.asym ? "--asym"
+                         : so.actorder ? "--actorder" : NULL;
+    const char *selector = so.ntargets ? "--targets" : so.nignore ? "--ignore" : NULL;
+    if (!preset && (override || selector)) {
+        fprintf(stderr, "mkct: %s applies with --scheme NAME%s, not %s\n", override ? override : selector,
+                override ? " or a quantized --format" : " or a compressed --format",
+                config ? "with --config (the config's own targets and ignore lists decide)" : "here");
+        return 1;
+    }
+    if (preset && override && !so.scheme && format) {
+        ct_format ff = ct_format_parse(format);
+        if (ff == CT_FMT_SPARSE_BITMASK || ff == CT_FMT_SPARSE_24) {
+            fprintf(stderr, "mkct: %s applies to a quantization scheme (--scheme NAME), not to --format %s\n",
+                    override, format);
+            return 1;
+        }
+    }
     if (verify && !so.scheme && !format && !config) {
         /* check an existing pair: DST against the dense SRC */
         ct_err err = {0};
@@ -381,7 +431,7 @@ static int run(int argc, char **argv)
             fprintf(stderr, "mkct: verified %s against %s\n", argv[optind + 1], argv[optind]);
         return ct_exit_status(rc);
     }
-    if (so.scheme || (format && strcmp(format, "dense") && !config)) {
+    if (preset) {
         /* a preset scheme, or a sparse format, described as a config */
         char why[256] = "";
         ct_format ff = format ? ct_format_parse(format) : CT_FMT_UNSET;
@@ -422,7 +472,7 @@ static int run(int argc, char **argv)
         return ct_exit_status(rc);
     }
     if (!format) {
-        fprintf(stderr, "mkct: give --format dense (decompress) or --config FILE (compress as it says)\n");
+        fprintf(stderr, "mkct: give --format dense (decompress), or --scheme NAME or --config FILE (compress)\n");
         return 1;
     }
     ct_format f = ct_format_parse(format);

@@ -28,6 +28,28 @@ check "the error names the file" grep -q "missing.safetensors" "$TMP/err"
 expect_exit 1 "mkct without --format" "$MKCT" "$case_dir/model.safetensors" "$TMP/o.safetensors"
 expect_exit 1 "mkct with an unknown format" "$MKCT" --format nope "$case_dir/model.safetensors" "$TMP/o.safetensors"
 check "no output left by failed runs" [ ! -e "$TMP/o.safetensors" ]
+# Preset options: bad values and options that would be ignored are usage
+# errors that say why; nothing is written.
+dense_in="$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/expected.safetensors"
+expect_exit 1 "mkct --bits 0" "$MKCT" --scheme W4A16 --bits 0 "$dense_in" "$TMP/o.safetensors"
+check "...saying the range" grep -q -- "--bits wants 1 to 8, not '0'" "$TMP/err"
+expect_exit 1 "mkct --group-size 0" "$MKCT" --scheme W4A16 --group-size 0 "$dense_in" "$TMP/o.safetensors"
+expect_exit 1 "mkct --group-size -5" "$MKCT" --scheme W4A16 --group-size -5 "$dense_in" "$TMP/o.safetensors"
+check "...saying what it wants" grep -q -- "--group-size wants a number of columns, or -1 for per channel" "$TMP/err"
+expect_exit 1 "mkct --bits without a scheme" "$MKCT" --bits 4 "$dense_in" "$TMP/o.safetensors"
+expect_exit 1 "mkct --ignore with --config (the config's lists decide)" "$MKCT" --ignore lm_head \
+    --config "$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/config.json" "$dense_in" "$TMP/o.safetensors"
+check "...saying so" grep -q "not with --config" "$TMP/err"
+expect_exit 1 "mkct --bits with a sparse format" "$MKCT" --format sparse-bitmask --bits 4 "$dense_in" "$TMP/o.safetensors"
+set --
+for i in $(seq 33); do set -- "$@" --ignore "m$i"; done
+expect_exit 1 "mkct with 33 --ignore" "$MKCT" --scheme W4A16 "$@" "$dense_in" "$TMP/o.safetensors"
+set --
+expect_exit 4 "mkct refuses a pattern it cannot match (a look-ahead)" \
+    "$MKCT" --scheme W4A16 --ignore 're:(?!model).*' "$dense_in" "$TMP/o.safetensors"
+check "...naming it" grep -q "'re:(?!model).\*' is not a regular expression mkct can match" "$TMP/err"
+check "no output left by any of them" [ ! -e "$TMP/o.safetensors" ]
+
 # A FIFO in place of a checkpoint is refused at once (opening it for reading
 # would wait for a writer forever).
 mkfifo "$TMP/fifo.safetensors"
