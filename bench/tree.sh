@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Mount time and a first `ls -l` of tensors/ for a checkpoint of many
 # tensors (a large MoE model has 50,000-100,000), against `ls -l` of a plain
-# directory holding as many files, measured in the same run.
+# directory holding as many files, measured in the same run.  The model's
+# config.json has regular expressions in its targets and ignore list.
 #   usage: bench/tree.sh [BUILDDIR] [TENSORS]   (default build 40000)
 # Needs /dev/fuse.
 set -euo pipefail
@@ -20,6 +21,13 @@ for i in range(n):
     off += 8
 h = json.dumps(hdr, separators=(",", ":")).encode(); h += b" " * (-len(h) % 8)
 open(path, "wb").write(struct.pack("<Q", len(h)) + h + bytes(off))
+# a config as llm-compressor writes for MoE models: its ignore list and
+# targets hold regular expressions, matched against every module at mount
+json.dump({"quantization_config": {"quant_method": "compressed-tensors", "format": "pack-quantized",
+           "version": "0.18.0", "ignore": ["lm_head", "re:.*mlp.gate$", "re:.*shared_expert_gate$",
+           "re:.*router.*", "re:model[.]visual.*"], "config_groups": {"group_0": {"targets": ["re:.*experts.*"],
+           "weights": {"num_bits": 4, "group_size": 128, "strategy": "group"}}}}},
+          open(path.rsplit("/", 1)[0] + "/config.json", "w"))
 PY
 mkdir -p "$W/mnt" "$W/plain"
 # the plain baseline: as many files as the mount's tensors/ shows (raw + .npy)

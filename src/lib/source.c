@@ -623,8 +623,14 @@ static int build_module(ct_source *s, module *m, ct_err *err)
     int rc;
     ct_dtensor *t = NULL;
     int has_sparse = m->slot[P_COMPRESSED].t && m->slot[P_BITMASK].t && m->slot[P_SHAPE].t;
-    ct_format fmt;
-    const ct_qargs *args = module_args(s, m->prefix, &fmt);
+    /* The config is matched against the module only when it has compressed
+     * pieces (a dense module needs none of it; matching costs a regexec
+     * per "re:" pattern, and a large model has 100,000 modules). */
+    ct_format fmt = CT_FMT_UNSET;
+    const ct_qargs *args = NULL;
+    if (m->slot[P_COMPRESSED].t || m->slot[P_BITMASK].t || m->slot[P_WEIGHT_PACKED].t || m->slot[P_WEIGHT_SCALE].t
+        || m->slot[P_SCALE_PACKED].t || m->slot[P_META].t)
+        args = module_args(s, m->prefix, &fmt);
 
     if (m->slot[P_SCALE_PACKED].t || m->slot[P_META].t || fmt == CT_FMT_MARLIN24)
         if (m->slot[P_WEIGHT_PACKED].t || m->slot[P_SCALE_PACKED].t)
