@@ -64,27 +64,25 @@ static const char *want[] = {
 
 #define N(a) (sizeof a / sizeof a[0])
 
-/* A config whose only group targets pats[p] (and whose ignore list holds
- * it too), as JSON. */
+/* s with its backslashes doubled, as in a JSON string */
+static void json_escape(const char *s, char *out, size_t cap)
+{
+    size_t k = 0;
+    for (; *s && k + 2 < cap; s++) {
+        if (*s == '\\')
+            out[k++] = '\\';
+        out[k++] = *s;
+    }
+    out[k] = 0;
+}
+
+/* A config whose one group targets target and whose ignore list holds
+ * ignore. */
 static ct_config *config_for(const char *target, const char *ignore)
 {
-    char json[1024];
-    char t[300], ig[300];
-    /* JSON-escape the backslashes of the patterns */
-    size_t k = 0;
-    for (const char *c = target; *c && k < sizeof t - 2; c++) {
-        if (*c == '\\')
-            t[k++] = '\\';
-        t[k++] = *c;
-    }
-    t[k] = 0;
-    k = 0;
-    for (const char *c = ignore; *c && k < sizeof ig - 2; c++) {
-        if (*c == '\\')
-            ig[k++] = '\\';
-        ig[k++] = *c;
-    }
-    ig[k] = 0;
+    char json[1024], t[300], ig[300];
+    json_escape(target, t, sizeof t);
+    json_escape(ignore, ig, sizeof ig);
     snprintf(json, sizeof json,
              "{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\","
              " \"ignore\": [\"%s\"], \"config_groups\": {\"g\": {\"targets\": [\"%s\"],"
