@@ -600,6 +600,19 @@ void ct_remove_tree(const char *path)
 }
 
 
+/* An error met while writing the temporary copy names the temporary path:
+ * name the output the user asked for instead, and say that it was not
+ * written (or, when it existed, that it is unchanged). */
+static void name_dst(ct_err *err, const char *tmp, const char *dst, int existed)
+{
+    size_t nt = strlen(tmp);
+    if (!err || strncmp(err->msg, tmp, nt) != 0)
+        return;
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s%s (%s %s)", dst, err->msg + nt, dst, existed ? "is unchanged" : "was not written");
+    memcpy(err->msg, msg, sizeof msg);
+}
+
 int ct_write_dir_atomic(const char *dst, int replace, ct_dir_fill fill, void *arg, ct_err *err)
 {
     size_t n = strlen(dst);
@@ -609,6 +622,7 @@ int ct_write_dir_atomic(const char *dst, int replace, ct_dir_fill fill, void *ar
         rc = ct_fail(err, CT_ENOMEM, "out of memory");
         goto out;
     }
+    old[0] = 0;
     snprintf(tmp, n + 16, "%s.tmp.XXXXXX", dst);
     if (!mkdtemp(tmp)) {
         rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary directory: %s", dst, strerror(errno));
@@ -616,19 +630,30 @@ int ct_write_dir_atomic(const char *dst, int replace, ct_dir_fill fill, void *ar
     }
     chmod(tmp, 0755);
     rc = fill(tmp, arg, err);
+    if (rc)
+        name_dst(err, tmp, dst, replace);
     if (!rc && ct_cancelled())   /* after its last write: a cancelled write is not published */
         rc = ct_fail(err, CT_EINTR, "%s: interrupted", dst);
+    int moved = 0;
     if (!rc && replace) {
         snprintf(old, n + 16, "%s.old.XXXXXX", dst);
         if (!mkdtemp(old) || rename(dst, old) != 0)
             rc = ct_fail(err, CT_EIO, "%s: cannot move the old directory aside: %s", dst, strerror(errno));
+        else
+            moved = 1;
     }
-    if (!rc && rename(tmp, dst) != 0)
+    if (!rc && rename(tmp, dst) != 0) {
         rc = ct_fail(err, CT_EIO, "%s: cannot rename into place: %s", dst, strerror(errno));
-    if (rc)
+        if (moved && rename(old, dst) == 0)   /* the old one back where it was */
+            moved = 0;
+    }
+    if (rc) {
         ct_remove_tree(tmp);
-    else if (replace)
+        if (!moved && replace && old[0])
+            rmdir(old);   /* the empty placeholder, if made */
+    } else if (replace) {
         ct_remove_tree(old);
+    }
 out:
     free(tmp);
     free(old);
@@ -653,6 +678,8 @@ int ct_write_file_atomic(const char *dst, ct_file_fill fill, void *arg, ct_err *
         rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
     if (close(fd) != 0 && !rc)
         rc = ct_fail(err, CT_EIO, "%s: %s", tmp, strerror(errno));
+    if (rc)
+        name_dst(err, tmp, dst, access(dst, F_OK) == 0);
     if (!rc && ct_cancelled())   /* during the fsync: a cancelled write is not published */
         rc = ct_fail(err, CT_EINTR, "%s: interrupted", dst);
     if (!rc && rename(tmp, dst) != 0)

@@ -50,6 +50,26 @@ expect_exit 4 "mkct refuses a pattern it cannot match (a look-ahead)" \
 check "...naming it" grep -q "'re:(?!model).\*' is not a regular expression mkct can match" "$TMP/err"
 check "no output left by any of them" [ ! -e "$TMP/o.safetensors" ]
 
+# A full disk: the error names the output asked for (not the temporary
+# copy), says it was not written or is unchanged, and leaves nothing behind.
+# (Needs root for a small tmpfs.)
+if [ "$(id -u)" = 0 ] && mkdir "$TMP/full" && mount -t tmpfs -o size=64K tmpfs "$TMP/full" 2>/dev/null; then
+    cleanup_hooks="$cleanup_hooks umount '$TMP/full' 2>/dev/null;"
+    "$MKCT" --sample "$TMP/smp"   # 3 MB dense
+    expect_exit 2 "mkct on a full disk" "$MKCT" -q --format dense "$TMP/smp/compressed/model.safetensors" "$TMP/full/o.safetensors"
+    check "...names the output and says it was not written" \
+        grep -q "$TMP/full/o.safetensors: write error: No space left on device ($TMP/full/o.safetensors was not written)" "$TMP/err"
+    echo keep >"$TMP/full/old.safetensors"
+    expect_exit 2 "mkct --force over an existing file on a full disk" \
+        "$MKCT" -q --force --format dense "$TMP/smp/compressed/model.safetensors" "$TMP/full/old.safetensors"
+    check "...says it is unchanged" grep -q "(.*old.safetensors is unchanged)" "$TMP/err"
+    check "...and it is" [ "$(cat "$TMP/full/old.safetensors")" = keep ]
+    check "...no temporary file left" [ "$(ls "$TMP/full")" = old.safetensors ]
+    umount "$TMP/full"
+else
+    echo "# (no full-disk checks: they need root to mount a small tmpfs)"
+fi
+
 # A FIFO in place of a checkpoint is refused at once (opening it for reading
 # would wait for a writer forever).
 mkfifo "$TMP/fifo.safetensors"
