@@ -102,9 +102,11 @@ void ct_source_close(ct_source *s)
     free(s);
 }
 
-static int add_file(ct_source *s, const char *dir, const char *name, ct_err *err)
+/* Open shard dir/name (or, given, the path the user named: messages then
+ * show it as typed). */
+static int add_file(ct_source *s, const char *dir, const char *name, const char *as_given, ct_err *err)
 {
-    char *path = ct_path_join(dir, name);
+    char *path = as_given ? strdup(as_given) : ct_path_join(dir, name);
     if (!path)
         return ct_fail(err, CT_ENOMEM, "out of memory");
     ct_st **f = realloc(s->files, (s->nfiles + 1) * sizeof *f);
@@ -171,7 +173,7 @@ static int open_index(ct_source *s, const char *index_path, ct_err *err)
     }
     qsort(shards, nsh, sizeof *shards, cmp_str);
     for (size_t i = 0; i < nsh; i++)
-        if ((i == 0 || strcmp(shards[i], shards[i - 1])) && (rc = add_file(s, s->dir, shards[i], err)))
+        if ((i == 0 || strcmp(shards[i], shards[i - 1])) && (rc = add_file(s, s->dir, shards[i], NULL, err)))
             goto out;
     /* Every listed tensor must be in the shard the index names. */
     cJSON_ArrayForEach(e, wm) {
@@ -209,7 +211,7 @@ static int open_files(ct_source *s, ct_err *err)
             return ct_fail(err, CT_ENOMEM, "out of memory");
         }
         s->dir = strdup(dirname(tmp));
-        int rc = s->dir ? add_file(s, s->dir, basename(tmp2), err) : ct_fail(err, CT_ENOMEM, "out of memory");
+        int rc = s->dir ? add_file(s, s->dir, basename(tmp2), s->path, err) : ct_fail(err, CT_ENOMEM, "out of memory");
         free(tmp);
         free(tmp2);
         return rc;
@@ -225,7 +227,7 @@ static int open_files(ct_source *s, ct_err *err)
     else if (file_exists(index))
         rc = open_index(s, index, err);
     else if (file_exists(single))
-        rc = add_file(s, s->dir, "model.safetensors", err);
+        rc = add_file(s, s->dir, "model.safetensors", NULL, err);
     else {
         /* a directory with exactly one .safetensors file */
         DIR *d = opendir(s->dir);
@@ -243,7 +245,7 @@ static int open_files(ct_source *s, ct_err *err)
         if (d)
             closedir(d);
         if (count == 1 && found)
-            rc = add_file(s, s->dir, found, err);
+            rc = add_file(s, s->dir, found, NULL, err);
         else
             rc = ct_fail(err, CT_EFORMAT, "%s: no model.safetensors, no model.safetensors.index.json%s",
                          s->dir, count > 1 ? ", and several .safetensors files" : " and no .safetensors file");
