@@ -31,6 +31,9 @@ float ct_f16_to_f32(uint16_t h);
 /* F8_E4M3 (float8_e4m3fn): no infinities, S.1111.111 is NaN. */
 float ct_f8e4m3_to_f32(uint8_t b);
 float ct_f8e5m2_to_f32(uint8_t b);
+/* F8_E4M3FNUZ / F8_E5M2FNUZ (bias 8 / 16, no infinities, no -0; 0x80 is NaN). */
+float ct_f8e4m3fnuz_to_f32(uint8_t b);
+float ct_f8e5m2fnuz_to_f32(uint8_t b);
 /* FP4 E2M1 nibble (low 4 bits of c): sign<<3 | {0,.5,1,1.5,2,3,4,6}. */
 float ct_fp4_to_f32(uint8_t c);
 /* E8M0 exponent byte: 2^(e-127); 255 gives +inf (upstream does not special-case it). */

@@ -101,7 +101,7 @@ int main(int argc, char **argv)
         return 0;
     }
     /* column widths */
-    size_t wn = 4, ws = 5, wf = 6;
+    size_t wn = 4, wd = 7, ws = 5, wf = 6;
     char **names = calloc(n + 1, sizeof *names), **shapes = calloc(n + 1, sizeof *shapes);
     for (size_t i = 0; names && shapes && i < n; i++) {
         const ct_tensor *t = ct_source_tensor(src, i);
@@ -115,13 +115,14 @@ int main(int argc, char **argv)
         if (strlen(names[i]) > wn) wn = strlen(names[i]);
         if (strlen(shapes[i]) > ws) ws = strlen(shapes[i]);
         if (strlen(t->format) > wf) wf = strlen(t->format);
+        if (strlen(ct_dtype_name(t->dtype)) > wd) wd = strlen(ct_dtype_name(t->dtype));   /* F8_E4M3FNUZ */
     }
-    printf("%-*s  %-7s  %-*s  %-*s  %12s  %12s  %7s\n", (int)wn, "NAME", "DTYPE", (int)ws, "SHAPE", (int)wf,
+    printf("%-*s  %-*s  %-*s  %-*s  %12s  %12s  %7s\n", (int)wn, "NAME", (int)wd, "DTYPE", (int)ws, "SHAPE", (int)wf,
            "FORMAT", "STORED", "DENSE", "RATIO");
     for (size_t i = 0; i < n; i++) {
         const ct_tensor *t = ct_source_tensor(src, i);
-        printf("%-*s  %-7s  %-*s  %-*s  %12" PRIu64 "  %12" PRIu64 "  %6.2fx\n", (int)wn, names[i],
-               ct_dtype_name(t->dtype), (int)ws, shapes[i], (int)wf, t->format, t->stored_bytes, t->nbytes,
+        printf("%-*s  %-*s  %-*s  %-*s  %12" PRIu64 "  %12" PRIu64 "  %6.2fx\n", (int)wn, names[i],
+               (int)wd, ct_dtype_name(t->dtype), (int)ws, shapes[i], (int)wf, t->format, t->stored_bytes, t->nbytes,
                ratio(t->nbytes, t->stored_bytes));
         tot_stored += t->stored_bytes;
         tot_dense += t->nbytes;

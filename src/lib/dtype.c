@@ -85,6 +85,30 @@ float ct_f8e5m2_to_f32(uint8_t b)
     return ct_f16_to_f32((uint16_t)(b << 8));
 }
 
+/* The FNUZ formats: exponent bias one more than their FN/IEEE siblings, no
+ * infinities, no negative zero; 0x80 (the would-be -0) is the one NaN. */
+float ct_f8e4m3fnuz_to_f32(uint8_t b)
+{
+    if (b == 0x80)
+        return ct_u32_as_f32(0x7fc00000u);
+    uint32_t sign = (uint32_t)(b & 0x80u) << 24;
+    uint32_t e = (b >> 3) & 0xfu, m = b & 7u;
+    if (e == 0)
+        return ct_u32_as_f32(ct_f32_as_u32((float)m * 0x1p-10f) | sign);
+    return ct_u32_as_f32(sign | ((e + 119u) << 23) | (m << 20));
+}
+
+float ct_f8e5m2fnuz_to_f32(uint8_t b)
+{
+    if (b == 0x80)
+        return ct_u32_as_f32(0x7fc00000u);
+    uint32_t sign = (uint32_t)(b & 0x80u) << 24;
+    uint32_t e = (b >> 2) & 0x1fu, m = b & 3u;
+    if (e == 0)
+        return ct_u32_as_f32(ct_f32_as_u32((float)m * 0x1p-17f) | sign);
+    return ct_u32_as_f32(sign | ((e + 111u) << 23) | (m << 21));
+}
+
 float ct_fp4_to_f32(uint8_t c)
 {
     static const float mag[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};

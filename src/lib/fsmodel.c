@@ -67,7 +67,8 @@ static const char *npy_descr(ct_dtype dt, ct_dtype *as)
     case CT_F32: return "<f4";
     case CT_F64: return "<f8";
     case CT_C64: return "<c8";
-    case CT_BF16: case CT_F8_E4M3: case CT_F8_E5M2: case CT_F8_E8M0:
+    case CT_BF16: case CT_F8_E4M3: case CT_F8_E5M2: case CT_F8_E8M0: case CT_F8_E4M3FNUZ:
+    case CT_F8_E5M2FNUZ:
         *as = CT_F32;
         return "<f4";
     default: return NULL;
@@ -350,7 +351,11 @@ static int npy_read(ct_fs *fs, const ct_fs_node *n, uint64_t off, size_t len, ch
         case CT_BF16: wide[i] = ct_bf16_to_f32(ct_load_le16(raw + 2 * i)); break;
         case CT_F8_E4M3: wide[i] = ct_f8e4m3_to_f32(raw[i]); break;
         case CT_F8_E5M2: wide[i] = ct_f8e5m2_to_f32(raw[i]); break;
-        default: wide[i] = ct_e8m0_to_f32(raw[i]); break;
+        case CT_F8_E4M3FNUZ: wide[i] = ct_f8e4m3fnuz_to_f32(raw[i]); break;
+        case CT_F8_E5M2FNUZ: wide[i] = ct_f8e5m2fnuz_to_f32(raw[i]); break;
+        /* float8_e8m0fnu: 0xff is NaN (ct_e8m0_to_f32 gives the +inf
+         * upstream's scale arithmetic makes of it) */
+        default: wide[i] = raw[i] == 0xff ? ct_u32_as_f32(0x7fc00000u) : ct_e8m0_to_f32(raw[i]); break;
         }
     }
     if (!rc)

@@ -84,7 +84,98 @@ assert seen >= 3, seen
 PY
     unmount_ctfs "$mnt"
 done
-check "mounted all 27 reference sources" [ "$n" = 27 ]
+nsrc=0
+for model in "$REFVECTORS"/ct-*/*/model.safetensors "$REFVECTORS"/ct-*/*/sharded; do nsrc=$((nsrc + 1)); done
+check "mounted all $nsrc reference sources (at least 27)" sh -c "[ $n = $nsrc ] && [ $n -ge 27 ]"
+
+# Every safetensors dtype passed through: the raw file holds the stored
+# bytes; the .npy holds them as numpy has them, or widened exactly to
+# float32 (BF16, F8_*: values computed here from the bit fields); 4- and
+# 6-bit dtypes have no .npy.
+"$PY" - "$TMP/dtypes" <<'PY'
+import json, os, struct, sys
+import numpy as np
+os.makedirs(sys.argv[1])
+rng = np.random.default_rng(7)
+ts = []
+for dt, size in [("BOOL", 1), ("U8", 1), ("I8", 1), ("I16", 2), ("U16", 2), ("F16", 2), ("BF16", 2), ("I32", 4),
+                 ("U32", 4), ("F32", 4), ("C64", 8), ("F64", 8), ("I64", 8), ("U64", 8), ("F8_E4M3", 1),
+                 ("F8_E5M2", 1), ("F8_E8M0", 1), ("F8_E4M3FNUZ", 1), ("F8_E5M2FNUZ", 1)]:
+    raw = bytes(range(256)) if size == 1 else rng.integers(0, 256, 64 * size, dtype=np.uint8).tobytes()
+    if dt == "BOOL":
+        raw = bytes([0, 1] * 128)
+    ts.append(("t." + dt, dt, [len(raw) // size // 4, 4], raw))
+ts += [("t.F4", "F4", [512], bytes(range(256))), ("t.F6_E2M3", "F6_E2M3", [4], b"\x01\x02\x03")]
+hdr, off = {"__metadata__": {"format": "pt"}}, 0
+for name, dt, shape, raw in ts:
+    hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + len(raw)]}
+    off += len(raw)
+h = json.dumps(hdr, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+with open(os.path.join(sys.argv[1], "model.safetensors"), "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + b"".join(t[3] for t in ts))
+PY
+if mount_ctfs "$TMP/dtypes" "$TMP/mnt.dtypes"; then
+    check "every dtype: raw files, and .npy values widened exactly" "$PY" - "$TMP/mnt.dtypes/tensors" "$TMP/dtypes/model.safetensors" <<'PY'
+import json, os, struct, sys
+import numpy as np
+tdir, src = sys.argv[1], sys.argv[2]
+raw = open(src, "rb").read()
+n = struct.unpack("<Q", raw[:8])[0]
+hdr = json.loads(raw[8:8 + n])
+hdr.pop("__metadata__")
+def f8(b, ebits, bias, kind):
+    b = b.astype(np.int64)
+    s = b >> 7
+    e = (b >> (7 - ebits)) & ((1 << ebits) - 1)
+    mb = 7 - ebits
+    m = b & ((1 << mb) - 1)
+    v = np.where(e == 0, m / (1 << mb) * 2.0 ** (1 - bias), (1 + m / (1 << mb)) * 2.0 ** (e - bias))
+    v = np.where(s == 1, -v, v)
+    if kind == "fn":        # E4M3FN: S.1111.111 is NaN, no infinities
+        v = np.where((e == 15) & (m == 7), np.nan, v)
+    elif kind == "ieee":    # E5M2: exponent all ones is inf / NaN
+        v = np.where(e == 31, np.where(m == 0, np.where(s == 1, -np.inf, np.inf), np.nan), v)
+    else:                   # FNUZ: 0x80 is the only NaN
+        v = np.where(b == 0x80, np.nan, v)
+    return v.astype(np.float32)
+native = {"BOOL": "|b1", "U8": "|u1", "I8": "|i1", "I16": "<i2", "U16": "<u2", "F16": "<f2", "I32": "<i4",
+          "U32": "<u4", "F32": "<f4", "C64": "<c8", "F64": "<f8", "I64": "<i8", "U64": "<u8"}
+for name, t in hdr.items():
+    a, b = t["data_offsets"]
+    data = raw[8 + n + a:8 + n + b]
+    assert open(os.path.join(tdir, name), "rb").read() == data, name
+    dt, shape = t["dtype"], tuple(t["shape"])
+    npy = os.path.join(tdir, name + ".npy")
+    if dt in ("F4", "F6_E2M3"):
+        assert not os.path.exists(npy), name
+        continue
+    got = np.load(npy)
+    assert got.shape == shape, (name, got.shape)
+    u8 = np.frombuffer(data, np.uint8)
+    if dt in native:
+        want = np.frombuffer(data, native[dt]).reshape(shape)
+    elif dt == "BF16":
+        want = (np.frombuffer(data, "<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    elif dt == "F8_E8M0":
+        want = np.where(u8 == 255, np.nan, np.ldexp(1.0, u8.astype(np.int64) - 127)).astype(np.float32).reshape(shape)
+    else:
+        ebits, bias, kind = {"F8_E4M3": (4, 7, "fn"), "F8_E5M2": (5, 15, "ieee"),
+                             "F8_E4M3FNUZ": (4, 8, "fnuz"), "F8_E5M2FNUZ": (5, 16, "fnuz")}[dt]
+        want = f8(u8, ebits, bias, kind).reshape(shape)
+    assert got.dtype == want.dtype, (name, got.dtype, want.dtype)
+    if dt in native:                     # as stored, NaN payloads included
+        assert got.tobytes() == want.tobytes(), name
+    else:                                # the same float32 bits, any NaN where NaN
+        nan = np.isnan(want)
+        assert (np.isnan(got) == nan).all(), name
+        assert (got[~nan].view(np.uint32) == want[~nan].view(np.uint32)).all(), name
+print("ok", len(hdr))
+PY
+    unmount_ctfs "$TMP/mnt.dtypes"
+else
+    not_ok "dtypes: mount failed: $(cat "$TMP/ctfs.err")"
+fi
 
 # A generated multi-megabyte checkpoint: int4 group-128 (BF16) and a 50 %
 # sparse F16 weight, read by 8 concurrent readers.

@@ -62,6 +62,33 @@ START_TEST(t_f8e5m2_every_code)
 }
 END_TEST
 
+/* FNUZ: bias 8 (E4M3) / 16 (E5M2), no infinities or -0, 0x80 the only NaN */
+START_TEST(t_f8_fnuz_every_code)
+{
+    for (int b = 0; b < 256; b++) {
+        int s = b >> 7;
+        float w43, w52;
+        if (b == 0x80) {
+            w43 = w52 = NAN;
+        } else {
+            int e = (b >> 3) & 15, m = b & 7;
+            w43 = (float)(e ? ldexp(1.0 + m / 8.0, e - 8) : ldexp(m / 8.0, -7));
+            e = (b >> 2) & 31, m = b & 3;
+            w52 = (float)(e ? ldexp(1.0 + m / 4.0, e - 16) : ldexp(m / 4.0, -15));
+            if (s)
+                w43 = -w43, w52 = -w52;
+        }
+        ck_assert_msg(same(ct_f8e4m3fnuz_to_f32((uint8_t)b), w43), "e4m3fnuz 0x%02x", b);
+        ck_assert_msg(same(ct_f8e5m2fnuz_to_f32((uint8_t)b), w52), "e5m2fnuz 0x%02x", b);
+        ck_assert(!isinf(ct_f8e4m3fnuz_to_f32((uint8_t)b)) && !isinf(ct_f8e5m2fnuz_to_f32((uint8_t)b)));
+    }
+    ck_assert(ct_f8e4m3fnuz_to_f32(0x7f) == 240.0f);
+    ck_assert(ct_f8e5m2fnuz_to_f32(0x7f) == 57344.0f);
+    ck_assert(ct_f8e4m3fnuz_to_f32(0x01) == 0x1p-10f);
+    ck_assert(ct_f8e5m2fnuz_to_f32(0x01) == 0x1p-17f);
+}
+END_TEST
+
 START_TEST(t_fp4_every_code)
 {
     static const float mag[8] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6};
@@ -223,6 +250,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, t_f8e4m3_every_code);
     tcase_add_test(tc, t_f8e5m2_every_code);
+    tcase_add_test(tc, t_f8_fnuz_every_code);
     tcase_add_test(tc, t_fp4_every_code);
     tcase_add_test(tc, t_e8m0_every_code);
     tcase_add_test(tc, t_bf16_round_trip_every_pattern);
