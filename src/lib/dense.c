@@ -74,7 +74,7 @@ int ct_dense_config_json(const ct_source *src, char **out, size_t *len, ct_err *
         free(cp);
         return rc;
     }
-    cJSON *root = cJSON_ParseWithLength(text, n);
+    cJSON *root = ct_pyjson_parse(text, n);
     free(text);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);

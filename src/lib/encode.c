@@ -1574,7 +1574,7 @@ static int emit_dir(const char *tmp, void *arg, ct_err *err)
         char *cp = d->src ? ct_path_join(d->src, "config.json") : NULL, *ct = NULL;
         size_t len;
         if (cp && stat(cp, &sb) == 0 && !(rc = ct_read_file(cp, 64u << 20, &ct, &len, err))) {
-            cfgj = cJSON_ParseWithLength(ct, len);
+            cfgj = ct_pyjson_parse(ct, len);
             if (!cfgj || !cJSON_IsObject(cfgj))
                 rc = ct_fail(err, CT_EFORMAT, "%s: not a JSON object", cp);
         }
@@ -1660,7 +1660,7 @@ static int open_sources(job *j, const char *src, int is_dir, int *had_index, ct_
         *had_index = 1;
         if ((rc = ct_read_file(ixp, 256u << 20, &text, &len, err)))
             goto out;
-        index = cJSON_ParseWithLength(text, len);
+        index = ct_pyjson_parse(text, len);
         const cJSON *wm = index ? cJSON_GetObjectItemCaseSensitive(index, "weight_map") : NULL, *e;
         if (!wm || !cJSON_IsObject(wm)) {
             rc = ct_fail(err, CT_EFORMAT, "%s: not JSON with a \"weight_map\" object", ixp);

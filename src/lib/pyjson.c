@@ -71,24 +71,70 @@ int ct_pyjson_str(ct_buf *b, const char *s)
     return bad | ct_buf_putc(b, '"');
 }
 
-static int put_number(ct_buf *b, double d)
+/* Python's repr of a finite or infinite double (what json.dumps writes for
+ * a float): the shortest digits that read back the same, positional from
+ * 1e-4 up to 1e16 with at least one digit after the point, else
+ * d.ddde+XX. */
+static int put_float(ct_buf *b, double d)
 {
     if (isnan(d))
         return ct_buf_puts(b, "NaN");
     if (isinf(d))
         return ct_buf_puts(b, d > 0 ? "Infinity" : "-Infinity");
-    if (d == floor(d) && fabs(d) < 1e16)
-        return ct_buf_printf(b, "%.0f", d);
+    if (d == 0)
+        return ct_buf_puts(b, signbit(d) ? "-0.0" : "0.0");
     char tmp[64];
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(tmp, sizeof tmp, "%.*g", prec, d);
+    for (int prec = 0; prec <= 16; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec, d);
         if (strtod(tmp, NULL) == d)
             break;
     }
-    /* Python writes a float with a '.' or an exponent. */
-    if (!strpbrk(tmp, ".e"))
-        strcat(tmp, ".0");
-    return ct_buf_puts(b, tmp);
+    /* tmp: [-]d[.ddd]e(+|-)XX */
+    const char *p = tmp;
+    int neg = *p == '-';
+    p += neg;
+    char digits[32];
+    size_t nd = 0;
+    for (; *p && *p != 'e'; p++)
+        if (*p != '.')
+            digits[nd++] = *p;
+    while (nd > 1 && digits[nd - 1] == '0')
+        nd--;
+    digits[nd] = 0;
+    int exp10 = atoi(p + 1), decpt = exp10 + 1;
+    int bad = neg ? ct_buf_putc(b, '-') : 0;
+    if (decpt <= -4 || decpt > 16) {
+        bad |= ct_buf_putc(b, digits[0]);
+        if (nd > 1)
+            bad |= ct_buf_putc(b, '.') || ct_buf_puts(b, digits + 1);
+        bad |= ct_buf_printf(b, "e%c%02d", exp10 < 0 ? '-' : '+', exp10 < 0 ? -exp10 : exp10);
+    } else if (decpt <= 0) {
+        bad |= ct_buf_puts(b, "0.");
+        for (int i = 0; i < -decpt; i++)
+            bad |= ct_buf_putc(b, '0');
+        bad |= ct_buf_puts(b, digits);
+    } else if ((size_t)decpt >= nd) {
+        bad |= ct_buf_puts(b, digits);
+        for (size_t i = nd; i < (size_t)decpt; i++)
+            bad |= ct_buf_putc(b, '0');
+        bad |= ct_buf_puts(b, ".0");
+    } else {
+        bad |= ct_buf_put(b, digits, (size_t)decpt) || ct_buf_putc(b, '.') || ct_buf_puts(b, digits + decpt);
+    }
+    return bad;
+}
+
+static int put_number(ct_buf *b, const cJSON *v)
+{
+    const char *lit = v->valuestring;
+    if (lit && !strpbrk(lit, ".eE"))      /* a Python int: every digit, as written */
+        return ct_buf_puts(b, strcmp(lit, "-0") ? lit : "0");
+    if (lit)                              /* a Python float */
+        return put_float(b, v->valuedouble);
+    double d = v->valuedouble;
+    if (d == floor(d) && fabs(d) < 1e16)
+        return ct_buf_printf(b, "%.0f", d);
+    return put_float(b, d);
 }
 
 static int cmp_items(const void *a, const void *b)
@@ -128,7 +174,7 @@ static int write_at(ct_buf *b, const cJSON *v, int sort_keys, int depth)
     if (cJSON_IsString(v))
         return ct_pyjson_str(b, v->valuestring);
     if (cJSON_IsNumber(v))
-        return put_number(b, v->valuedouble);
+        return put_number(b, v);
     if (cJSON_IsTrue(v))
         return ct_buf_puts(b, "true");
     if (cJSON_IsFalse(v))
@@ -139,4 +185,56 @@ static int write_at(ct_buf *b, const cJSON *v, int sort_keys, int depth)
 int ct_pyjson_write(ct_buf *b, const cJSON *v, int sort_keys)
 {
     return write_at(b, v, sort_keys, 0);
+}
+
+/* The k-th number token of the text belongs to the k-th number node of the
+ * tree in document order (cJSON keeps members in order, duplicates too). */
+static const char *next_number(const char *p, const char *end, size_t *n)
+{
+    while (p < end) {
+        if (*p == '"') {
+            for (p++; p < end && *p != '"'; p++)
+                if (*p == '\\')
+                    p++;
+            p++;
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            const char *q = p;
+            while (q < end && (*q == '-' || *q == '+' || *q == '.' || *q == 'e' || *q == 'E' || (*q >= '0' && *q <= '9')))
+                q++;
+            *n = (size_t)(q - p);
+            return p;
+        } else {
+            p++;
+        }
+    }
+    return NULL;
+}
+
+static int attach(cJSON *v, const char **p, const char *end)
+{
+    for (; v; v = v->next) {
+        if (cJSON_IsNumber(v)) {
+            size_t n;
+            const char *t = next_number(*p, end, &n);
+            if (!t || !(v->valuestring = cJSON_malloc(n + 1)))
+                return -1;
+            memcpy(v->valuestring, t, n);
+            v->valuestring[n] = 0;
+            *p = t + n;
+        }
+        if (v->child && attach(v->child, p, end))
+            return -1;
+    }
+    return 0;
+}
+
+cJSON *ct_pyjson_parse(const char *text, size_t len)
+{
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    const char *p = text;
+    if (root && attach(root, &p, text + len)) {
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
 }

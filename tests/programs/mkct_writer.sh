@@ -237,6 +237,45 @@ fi
 expect_exit 1 "--shard-size needs a size" "$MKCT" --scheme W4A16 --shard-size lots "$TMP/bf16.safetensors" "$TMP/x"
 check "no spill or temporary files left beside the outputs" sh -c "! ls -a '$TMP' | grep -q -e spill -e '\.tmp'"
 
+# config.json rewritten as transformers writes it (json.dumps, indent=2,
+# sort_keys): every other field as Python prints it after json.load: floats
+# stay floats (rope_theta 500000.0), integers keep every digit, floats in
+# Python's repr (random doubles of every magnitude), text escaped.
+mkdir -p "$TMP/cfgsrc"
+"$MKCT" -q --format dense "$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/model.safetensors" "$TMP/cfgsrc/model.safetensors"
+/usr/bin/python3 - "$TMP/cfgsrc/config.json" "$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/config.json" <<'PY'
+import json, random, struct, sys
+r = random.Random(11)
+cfg = {"architectures": ["LlamaForCausalLM"], "rope_theta": 500000.0, "rms_norm_eps": 1e-05, "x_neg0": -0.0,
+       "x_big_int": 12345678901234567890123, "x_neg_int": -7, "x_1e15": 1e15, "x_1e16": 1e16, "x_1e-4": 1e-4,
+       "x_1e-5": 1e-5, "x_min": 5e-324, "x_max": 1.7976931348623157e308, "name": "caf\u00e9 \U0001f600",
+       "nested": {"b": [1, 2.5, None, True, False, {}, []], "a": {"c": 0.1}},
+       "quantization_config": json.load(open(sys.argv[2]))["quantization_config"]}
+cfg["floats"] = [struct.unpack("<d", struct.pack("<Q", r.getrandbits(64)))[0] for _ in range(400)]
+cfg["floats"] = [f for f in cfg["floats"] if f == f and abs(f) != float("inf")]
+cfg["scaled"] = [r.random() * 10 ** r.randint(-30, 30) for _ in range(400)] + [float(r.randint(0, 10**18)) for _ in range(50)]
+open(sys.argv[1], "w").write(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+PY
+if "$MKCT" -q --format sparse-bitmask "$TMP/cfgsrc" "$TMP/cfgsparse" 2>"$TMP/err" &&
+   "$MKCT" -q --format dense "$TMP/cfgsparse" "$TMP/cfgdense" 2>"$TMP/err"; then
+    check "config.json: compressing keeps every other field as Python writes it" /usr/bin/python3 - \
+        "$TMP/cfgsrc/config.json" "$TMP/cfgsparse/config.json" <<'PY'
+import json, sys
+src, out = json.load(open(sys.argv[1])), open(sys.argv[2]).read()
+src["quantization_config"] = json.loads(out)["quantization_config"]     # what mkct made
+assert out == json.dumps(src, indent=2, sort_keys=True) + "\n"
+PY
+    check "config.json: decompressing writes it without the compression config, as Python would" /usr/bin/python3 - \
+        "$TMP/cfgsrc/config.json" "$TMP/cfgdense/config.json" <<'PY'
+import json, sys
+src, out = json.load(open(sys.argv[1])), open(sys.argv[2]).read()
+del src["quantization_config"]
+assert out == json.dumps(src, indent=2, sort_keys=True) + "\n"
+PY
+else
+    not_ok "config.json round trip: $(cat "$TMP/err")"
+fi
+
 c="$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16"
 expect_exit 5 "existing DST refused" "$MKCT" --config "$c/config.json" "$c/input.safetensors" "$out"
 sed 's/"group_size": 128/"group_size": 96/' "$c/config.json" >"$TMP/g96.json"
