@@ -6,6 +6,7 @@
 #include <string.h>
 #include <cjson/cJSON.h>
 #include "ct/config.h"
+#include "ct/pyjson.h"
 #include "ct/util.h"
 
 static const struct { const char *name; ct_format f; } format_names[] = {
@@ -350,7 +351,7 @@ static int parse_qc(const cJSON *qc, const char *label, ct_config *c, ct_err *er
 int ct_config_parse(const char *json, size_t len, const char *label, ct_config **out, ct_err *err)
 {
     *out = NULL;
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    cJSON *root = ct_pyjson_parse(json, len);   /* Python's JSON: NaN and Infinity too */
     if (!root)
         return ct_fail(err, CT_EFORMAT, "%s: not valid JSON", label);
     int rc = 0;

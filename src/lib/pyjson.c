@@ -1,4 +1,5 @@
 #include "config.h"
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -187,6 +188,18 @@ int ct_pyjson_write(ct_buf *b, const cJSON *v, int sort_keys)
     return write_at(b, v, sort_keys, 0);
 }
 
+/* Python's json also reads and writes NaN, Infinity and -Infinity. */
+static size_t special_len(const char *p, const char *end)
+{
+    static const char *const words[] = {"NaN", "Infinity", "-Infinity"};
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(words[i]);
+        if ((size_t)(end - p) >= n && !memcmp(p, words[i], n))
+            return n;
+    }
+    return 0;
+}
+
 /* The k-th number token of the text belongs to the k-th number node of the
  * tree in document order (cJSON keeps members in order, duplicates too). */
 static const char *next_number(const char *p, const char *end, size_t *n)
@@ -197,6 +210,8 @@ static const char *next_number(const char *p, const char *end, size_t *n)
                 if (*p == '\\')
                     p++;
             p++;
+        } else if ((*n = special_len(p, end))) {
+            return p;
         } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
             const char *q = p;
             while (q < end && (*q == '-' || *q == '+' || *q == '.' || *q == 'e' || *q == 'E' || (*q >= '0' && *q <= '9')))
@@ -221,6 +236,10 @@ static int attach(cJSON *v, const char **p, const char *end)
             memcpy(v->valuestring, t, n);
             v->valuestring[n] = 0;
             *p = t + n;
+            if (*t == 'N' || *t == 'I' || t[1] == 'I') {
+                v->valuedouble = *t == 'N' ? NAN : *t == '-' ? -INFINITY : INFINITY;
+                v->valueint = *t == 'N' ? 0 : *t == '-' ? INT_MIN : INT_MAX;
+            }
         }
         if (v->child && attach(v->child, p, end))
             return -1;
@@ -230,9 +249,31 @@ static int attach(cJSON *v, const char **p, const char *end)
 
 cJSON *ct_pyjson_parse(const char *text, size_t len)
 {
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    const char *p = text;
-    if (root && attach(root, &p, text + len)) {
+    /* cJSON is given NaN and +-Infinity as zeros of the same length; their
+     * nodes get the values back from the text */
+    const char *end = text + len, *p = text;
+    char *copy = NULL;
+    size_t n;
+    while ((p = next_number(p, end, &n))) {
+        if (special_len(p, end) == n) {
+            if (!copy) {
+                if (!(copy = malloc(len)))
+                    return NULL;
+                memcpy(copy, text, len);
+            }
+            char *c = copy + (p - text);
+            size_t k = 0;
+            if (*p == '-')
+                c[k++] = '-';
+            c[k++] = '0';
+            memset(c + k, ' ', n - k);
+        }
+        p += n;
+    }
+    cJSON *root = cJSON_ParseWithLength(copy ? copy : text, len);
+    free(copy);
+    p = text;
+    if (root && attach(root, &p, end)) {
         cJSON_Delete(root);
         return NULL;
     }

@@ -11,6 +11,7 @@
 #include "source_priv.h"
 #include "decode.h"
 #include "ct/strmap.h"
+#include "ct/pyjson.h"
 #include "ct/util.h"
 
 struct ct_source {
@@ -142,7 +143,7 @@ static int open_index(ct_source *s, const char *index_path, ct_err *err)
     int rc = ct_read_file(index_path, 256u << 20, &text, NULL, err);
     if (rc)
         return rc;
-    cJSON *root = cJSON_Parse(text);
+    cJSON *root = ct_pyjson_parse(text, strlen(text));
     free(text);
     char **shards = NULL;
     size_t nsh = 0;

@@ -240,7 +240,8 @@ check "no spill or temporary files left beside the outputs" sh -c "! ls -a '$TMP
 # config.json rewritten as transformers writes it (json.dumps, indent=2,
 # sort_keys): every other field as Python prints it after json.load: floats
 # stay floats (rope_theta 500000.0), integers keep every digit, floats in
-# Python's repr (random doubles of every magnitude), text escaped.
+# Python's repr (random doubles of every magnitude), NaN and Infinity (which
+# Python's json reads and writes), text escaped.
 mkdir -p "$TMP/cfgsrc"
 "$MKCT" -q --format dense "$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/model.safetensors" "$TMP/cfgsrc/model.safetensors"
 /usr/bin/python3 - "$TMP/cfgsrc/config.json" "$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/config.json" <<'PY'
@@ -249,6 +250,7 @@ r = random.Random(11)
 cfg = {"architectures": ["LlamaForCausalLM"], "rope_theta": 500000.0, "rms_norm_eps": 1e-05, "x_neg0": -0.0,
        "x_big_int": 12345678901234567890123, "x_neg_int": -7, "x_1e15": 1e15, "x_1e16": 1e16, "x_1e-4": 1e-4,
        "x_1e-5": 1e-5, "x_min": 5e-324, "x_max": 1.7976931348623157e308, "name": "caf\u00e9 \U0001f600",
+       "x_nan": float("nan"), "x_inf": float("inf"), "x_ninf": [float("-inf")], "NaN": "Infinity",
        "nested": {"b": [1, 2.5, None, True, False, {}, []], "a": {"c": 0.1}},
        "quantization_config": json.load(open(sys.argv[2]))["quantization_config"]}
 cfg["floats"] = [struct.unpack("<d", struct.pack("<Q", r.getrandbits(64)))[0] for _ in range(400)]
