@@ -27,13 +27,16 @@ int ct_dense_index_json(const ct_source *src, char **out, size_t *len, ct_err *e
     if (!has)
         return 0;
     uint64_t total = 0;
-    cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject(), *wm = cJSON_CreateObject();
+    cJSON *root = cJSON_CreateObject(), *meta = ct_pyjson_index_metadata(ct_source_path(src)),
+          *wm = cJSON_CreateObject();
     int bad = !root || !meta || !wm;
     for (size_t i = 0; !bad && i < ct_source_ntensors(src); i++) {
         const ct_tensor *t = ct_source_tensor(src, i);
         total += t->nbytes;
         bad |= !cJSON_AddStringToObject(wm, t->name, ct_source_shard_name(src, t->shard));
     }
+    if (!bad)
+        cJSON_DeleteItemFromObjectCaseSensitive(meta, "total_size");
     bad = bad || !cJSON_AddNumberToObject(meta, "total_size", (double)total);
     if (!bad) {
         cJSON_AddItemToObject(root, "metadata", meta);

@@ -1556,14 +1556,24 @@ static int emit_dir(const char *tmp, void *arg, ct_err *err)
     if (!rc && (d->src_had_index || nf > 1)) {
         uint64_t total = 0;
         index = cJSON_CreateObject();
-        cJSON *meta = cJSON_AddObjectToObject(index, "metadata"), *wm = cJSON_AddObjectToObject(index, "weight_map");
-        for (size_t i = 0; i < nf; i++)
+        /* the source index's metadata but total_size (total_parameters,
+         * if there, counts the model's dense parameters: unchanged) */
+        cJSON *meta = d->src_had_index ? ct_pyjson_index_metadata(d->src) : cJSON_CreateObject();
+        if (meta)
+            cJSON_DeleteItemFromObjectCaseSensitive(meta, "total_size");
+        if (!index || !meta || !cJSON_AddItemToObject(index, "metadata", meta)) {
+            cJSON_Delete(meta);
+            meta = NULL;
+            rc = oom(err);
+        }
+        cJSON *wm = rc ? NULL : cJSON_AddObjectToObject(index, "weight_map");
+        for (size_t i = 0; wm && i < nf; i++)
             for (size_t k = 0; k < f[i].n; k++) {
                 cJSON_AddStringToObject(wm, j->out.v[f[i].idx[k]].name, f[i].name);
                 total += j->out.v[f[i].idx[k]].nbytes;
             }
-        cJSON_AddNumberToObject(meta, "total_size", (double)total);
-        if (ct_pyjson_write(&b, index, 1) || ct_buf_putc(&b, '\n'))
+        if (!rc && (!wm || !cJSON_AddNumberToObject(meta, "total_size", (double)total)
+                    || ct_pyjson_write(&b, index, 1) || ct_buf_putc(&b, '\n')))
             rc = oom(err);
         if (!rc)
             rc = write_text(tmp, "model.safetensors.index.json", b.data, b.len, err);

@@ -245,7 +245,7 @@ check "no spill or temporary files left beside the outputs" sh -c "! ls -a '$TMP
 mkdir -p "$TMP/cfgsrc"
 "$MKCT" -q --format dense "$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/model.safetensors" "$TMP/cfgsrc/model.safetensors"
 /usr/bin/python3 - "$TMP/cfgsrc/config.json" "$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/config.json" <<'PY'
-import json, random, struct, sys
+import json, os, random, struct, sys
 r = random.Random(11)
 cfg = {"architectures": ["LlamaForCausalLM"], "rope_theta": 500000.0, "rms_norm_eps": 1e-05, "x_neg0": -0.0,
        "x_big_int": 12345678901234567890123, "x_neg_int": -7, "x_1e15": 1e15, "x_1e16": 1e16, "x_1e-4": 1e-4,
@@ -257,6 +257,14 @@ cfg["floats"] = [struct.unpack("<d", struct.pack("<Q", r.getrandbits(64)))[0] fo
 cfg["floats"] = [f for f in cfg["floats"] if f == f and abs(f) != float("inf")]
 cfg["scaled"] = [r.random() * 10 ** r.randint(-30, 30) for _ in range(400)] + [float(r.randint(0, 10**18)) for _ in range(50)]
 open(sys.argv[1], "w").write(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+# an index as newer transformers write it: metadata with total_parameters
+d = os.path.dirname(sys.argv[1])
+raw = open(os.path.join(d, "model.safetensors"), "rb").read()
+hdr = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+hdr.pop("__metadata__", None)
+ix = {"metadata": {"total_parameters": 8030261248, "total_size": len(raw)},
+      "weight_map": {k: "model.safetensors" for k in hdr}}
+open(os.path.join(d, "model.safetensors.index.json"), "w").write(json.dumps(ix, indent=2, sort_keys=True) + "\n")
 PY
 if "$MKCT" -q --format sparse-bitmask "$TMP/cfgsrc" "$TMP/cfgsparse" 2>"$TMP/err" &&
    "$MKCT" -q --format dense "$TMP/cfgsparse" "$TMP/cfgdense" 2>"$TMP/err"; then
@@ -273,6 +281,19 @@ import json, sys
 src, out = json.load(open(sys.argv[1])), open(sys.argv[2]).read()
 del src["quantization_config"]
 assert out == json.dumps(src, indent=2, sort_keys=True) + "\n"
+PY
+    check "index: the metadata keeps total_parameters, total_size is the new one" /usr/bin/python3 - \
+        "$TMP/cfgsparse" "$TMP/cfgdense" <<'PY'
+import json, os, struct, sys
+for d in sys.argv[1:]:
+    ix = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+    total = 0
+    for f in set(ix["weight_map"].values()):
+        raw = open(os.path.join(d, f), "rb").read()
+        hdr = json.loads(raw[8:8 + struct.unpack("<Q", raw[:8])[0]])
+        hdr.pop("__metadata__", None)
+        total += sum(v["data_offsets"][1] - v["data_offsets"][0] for v in hdr.values())
+    assert ix["metadata"] == {"total_parameters": 8030261248, "total_size": total}, (d, ix["metadata"], total)
 PY
 else
     not_ok "config.json round trip: $(cat "$TMP/err")"
