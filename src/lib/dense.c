@@ -78,17 +78,29 @@ int ct_dense_config_json(const ct_source *src, char **out, size_t *len, ct_err *
         return rc;
     }
     cJSON *root = ct_pyjson_parse(text, n);
-    free(text);
     if (!root || !cJSON_IsObject(root)) {
+        free(text);
         cJSON_Delete(root);
         rc = ct_fail(err, CT_EFORMAT, "%s: not a JSON object", cp);
         free(cp);
         return rc;
     }
     free(cp);
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "quantization_config");
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "compression_config");
-    cJSON_DeleteItemFromObjectCaseSensitive(root, "sparsity_config");
+    static const char *const drop[] = {"quantization_config", "compression_config", "sparsity_config"};
+    int dropped = 0;
+    for (int i = 0; i < 3; i++)
+        while (cJSON_GetObjectItemCaseSensitive(root, drop[i])) {
+            cJSON_DeleteItemFromObjectCaseSensitive(root, drop[i]);
+            dropped = 1;
+        }
+    if (!dropped) {
+        /* nothing to take out: the file as it is */
+        cJSON_Delete(root);
+        *out = text;
+        *len = n;
+        return 0;
+    }
+    free(text);
     ct_buf b = {0};
     int bad = ct_pyjson_write(&b, root, 1) || ct_buf_putc(&b, '\n');
     cJSON_Delete(root);

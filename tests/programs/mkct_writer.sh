@@ -295,6 +295,13 @@ for d in sys.argv[1:]:
         total += sum(v["data_offsets"][1] - v["data_offsets"][0] for v in hdr.values())
     assert ix["metadata"] == {"total_parameters": 8030261248, "total_size": total}, (d, ix["metadata"], total)
 PY
+    # a config.json with no compression config in it is copied as it is
+    mkdir -p "$TMP/cfgplain"
+    cp "$TMP/cfgsparse"/*.safetensors "$TMP/cfgsparse/model.safetensors.index.json" "$TMP/cfgplain/"
+    printf '{"rope_theta":5e5,  "x": [1.50]}' >"$TMP/cfgplain/config.json"
+    "$MKCT" -q --format dense --config "$TMP/cfgsparse/config.json" "$TMP/cfgplain" "$TMP/cfgplain.dense"
+    check "config.json without a compression config: copied byte for byte" \
+        cmp -s "$TMP/cfgplain/config.json" "$TMP/cfgplain.dense/config.json"
 else
     not_ok "config.json round trip: $(cat "$TMP/err")"
 fi
