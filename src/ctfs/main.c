@@ -648,6 +648,14 @@ int main(int argc, char **argv)
         status = 1;
         goto out;
     }
+    /* The mount's root is a directory: over a file the kernel would mount
+     * it and then answer every access with EIO. */
+    struct stat mst;
+    if (stat(cmd.mountpoint, &mst) == 0 && !S_ISDIR(mst.st_mode)) {
+        fprintf(stderr, "ctfs: %s: not a directory\n", cmd.mountpoint);
+        status = 1;
+        goto out;
+    }
     fuse_set_log_func(fuse_log_to);
     /* Open and validate everything before mounting: errors reach the terminal. */
     ct_err err = {0};

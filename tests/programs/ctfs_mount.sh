@@ -324,6 +324,11 @@ check "bad source: message names the file" grep -q "bad.safetensors" "$TMP/bad.e
 check "bad source: nothing mounted" sh -c "! grep -q '$TMP/mnt.bad' /proc/mounts"
 "$CTFS" -f "$TMP/missing.safetensors" "$TMP/mnt.bad" 2>/dev/null
 check "missing source: exit status 2" [ $? = 2 ]
+touch "$TMP/afile"
+"$CTFS" -f "$TMP/snap" "$TMP/afile" 2>"$TMP/bad.err"
+check "a file as mount point: usage error, exit status 1" [ $? = 1 ]
+check "...saying why" grep -q "afile: not a directory" "$TMP/bad.err"
+check "...nothing mounted" sh -c "! grep -q '$TMP/afile' /proc/mounts"
 mkfifo "$TMP/fifo.safetensors"
 timeout 20 "$CTFS" -f "$TMP/fifo.safetensors" "$TMP/mnt.bad" 2>"$TMP/bad.err"
 check "a FIFO as source: refused at once, exit status 2" [ $? = 2 ]
