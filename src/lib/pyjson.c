@@ -225,13 +225,45 @@ static const char *next_number(const char *p, const char *end, size_t *n)
     return NULL;
 }
 
+/* A number as JSON (and Python) spell it: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+ * (cJSON also takes 01, 1. and the like, which Python refuses). */
+static int json_number(const char *t, size_t n)
+{
+    const char *p = t, *end = t + n;
+    if (p < end && *p == '-')
+        p++;
+    if (p == end || *p < '0' || *p > '9')
+        return 0;
+    if (*p++ != '0')
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+    if (p < end && *p == '.') {
+        const char *d = ++p;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+        if (p == d)
+            return 0;
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        const char *d = p;
+        while (p < end && *p >= '0' && *p <= '9')
+            p++;
+        if (p == d)
+            return 0;
+    }
+    return p == end;
+}
+
 static int attach(cJSON *v, const char **p, const char *end)
 {
     for (; v; v = v->next) {
         if (cJSON_IsNumber(v)) {
             size_t n;
             const char *t = next_number(*p, end, &n);
-            if (!t || !(v->valuestring = cJSON_malloc(n + 1)))
+            if (!t || (special_len(t, end) != n && !json_number(t, n)) || !(v->valuestring = cJSON_malloc(n + 1)))
                 return -1;
             memcpy(v->valuestring, t, n);
             v->valuestring[n] = 0;

@@ -396,6 +396,37 @@ END_TEST
 /* Strings as Python's json.dumps writes them (ensure_ascii: what
  * transformers writes model.safetensors.index.json with); the expected
  * texts were printed by Python 3.11. */
+/* Numbers read from a config.json come back as Python's json.dumps(json.loads(t),
+ * indent=2, sort_keys=True) prints them (expected texts printed by Python
+ * 3.11); what Python refuses is refused. */
+START_TEST(t_pyjson_numbers)
+{
+    static const char *in[] = {
+        "[500000.0, 1e-05, -0.0, 0, -0, 12345678901234567890123, 1E5, 1.50, 2e-7, 1e16, 1e15, 123456789.125, "
+        "5e-324, 1.7976931348623157e308, 0.1, 100, -1.5e+300, 1e400, NaN, -Infinity]",
+        "{\"b\": 1, \"a\": {\"d\": [], \"c\": {}}}",
+    };
+    static const char *want[] = {
+        "[\n  500000.0,\n  1e-05,\n  -0.0,\n  0,\n  0,\n  12345678901234567890123,\n  100000.0,\n  1.5,\n  2e-07,\n"
+        "  1e+16,\n  1000000000000000.0,\n  123456789.125,\n  5e-324,\n  1.7976931348623157e+308,\n  0.1,\n  100,\n"
+        "  -1.5e+300,\n  Infinity,\n  NaN,\n  -Infinity\n]",
+        "{\n  \"a\": {\n    \"c\": {},\n    \"d\": []\n  },\n  \"b\": 1\n}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        cJSON *v = ct_pyjson_parse(in[i], strlen(in[i]));
+        ck_assert_ptr_nonnull(v);
+        ct_buf b = {0};
+        ck_assert_int_eq(ct_pyjson_write(&b, v, 1), 0);
+        ck_assert_str_eq(b.data, want[i]);
+        ct_buf_free(&b);
+        cJSON_Delete(v);
+    }
+    static const char *refused[] = {"[-NaN]", "[01]", "[1.]", "[-]", "[1e]", "[nan]", "[inf]", "{\"a\": 1,}"};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++)
+        ck_assert_msg(ct_pyjson_parse(refused[i], strlen(refused[i])) == NULL, "%s", refused[i]);
+}
+END_TEST
+
 START_TEST(t_pyjson_strings)
 {
     static const char *const cases[][2] = {
@@ -468,6 +499,7 @@ int main(void)
     tcase_add_test(tc, t_layout_reproduces_refvectors);
     tcase_add_test(tc, t_layout_order_and_escaping);
     tcase_add_test(tc, t_pyjson_strings);
+    tcase_add_test(tc, t_pyjson_numbers);
     tcase_add_test(tc, t_large_header);
     suite_add_tcase(s, tc);
     int rc = ct_run_suite(s);
