@@ -504,7 +504,10 @@ static int quantize_module(const tref *wr, const char *module, const qparams *qp
                     float t = in_dtype(wd, row[c] / sc);
                     if (zb)
                         t = in_dtype(wd, t + zp);
-                    t = t < (float)qmin ? (float)qmin : t > (float)qmax ? (float)qmax : t;
+                    /* A NaN (a NaN or infinite weight, or scale) becomes 0: converting
+                     * it to an integer is undefined in C, and 0 is what upstream's
+                     * .to(int8) gives on x86 (cvttss2si's 0x80000000, low byte). */
+                    t = t != t ? 0.0f : t < (float)qmin ? (float)qmin : t > (float)qmax ? (float)qmax : t;
                     cr[c] = (uint8_t)((int64_t)nearbyintf(t) - qmin);   /* round half to even */
                 }
             }

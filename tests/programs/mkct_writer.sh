@@ -306,6 +306,49 @@ else
     not_ok "config.json round trip: $(cat "$TMP/err")"
 fi
 
+# NaN and infinite weights: every scheme compresses them (a NaN quotient
+# becomes code 0 rather than an undefined conversion; the sanitizer build
+# checks float-to-integer conversions) and the output decodes; a group with
+# none of them decodes as usual.
+/usr/bin/python3 - "$TMP/nanw.safetensors" <<'PY'
+import json, struct, sys
+import numpy as np
+w = np.random.default_rng(3).standard_normal((8, 256)).astype(np.float32)
+w[0, 5], w[1, 7], w[2, 9], w[3, :] = np.nan, np.inf, -np.inf, 0.0
+bf = (w.view(np.uint32) >> 16).astype(np.uint16)
+hdr = {"__metadata__": {"format": "pt"}, "m.weight": {"dtype": "BF16", "shape": [8, 256], "data_offsets": [0, bf.nbytes]}}
+h = json.dumps(hdr, separators=(",", ":")).encode()
+h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bf.tobytes())
+PY
+for s in W4A16 W4A16_ASYM W8A8 FP8_DYNAMIC FP8_BLOCK NVFP4A16; do
+    rm -rf "$TMP/nan.st" "$TMP/nan.dense"
+    if "$MKCT" -q --scheme $s --ignore none "$TMP/nanw.safetensors" "$TMP/nan.st" 2>"$TMP/err" &&
+       "$MKCT" -q --format dense "$TMP/nan.st" "$TMP/nan.dense" 2>>"$TMP/err"; then
+        # (per-row schemes: the other rows are untouched; a 128x128 block or
+        # NVFP4's per-tensor global scale takes the NaN to every row)
+        case $s in FP8_BLOCK|NVFP4A16) mode=shape ;; *) mode=rows ;; esac
+        check "NaN/inf weights, $s: compressed and decoded ($mode)" /usr/bin/python3 - \
+            "$TMP/nanw.safetensors" "$TMP/nan.dense" $mode <<'PY'
+import json, struct, sys
+import numpy as np
+def load(f):
+    b = open(f, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); t = h["m.weight"]
+    a = np.frombuffer(b[8 + n + t["data_offsets"][0]:8 + n + t["data_offsets"][1]], np.uint16).astype(np.uint32) << 16
+    return a.view(np.float32).reshape(t["shape"])
+src, out = load(sys.argv[1]), load(sys.argv[2])
+assert out.shape == (8, 256)
+if sys.argv[3] == "shape":
+    sys.exit(0)
+assert (out[3] == 0).all(), out[3]
+fin = src[4:]
+assert np.isfinite(out[4:]).all() and np.abs(out[4:] - fin).max() <= 0.5 * np.abs(fin).max(), np.abs(out[4:] - fin).max()
+PY
+    else
+        not_ok "NaN/inf weights, $s: $(cat "$TMP/err")"
+    fi
+done
+
 c="$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16"
 expect_exit 5 "existing DST refused" "$MKCT" --config "$c/config.json" "$c/input.safetensors" "$out"
 sed 's/"group_size": 128/"group_size": 96/' "$c/config.json" >"$TMP/g96.json"
