@@ -1,4 +1,5 @@
 #include "config.h"
+#include <math.h>
 #include <string.h>
 #include "ct/dtype.h"
 
@@ -87,26 +88,25 @@ float ct_f8e5m2_to_f32(uint8_t b)
 
 /* The FNUZ formats: exponent bias one more than their FN/IEEE siblings, no
  * infinities, no negative zero; 0x80 (the would-be -0) is the one NaN. */
-float ct_f8e4m3fnuz_to_f32(uint8_t b)
+static float fnuz_to_f32(uint8_t b, unsigned mbits, unsigned bias)
 {
     if (b == 0x80)
         return ct_u32_as_f32(0x7fc00000u);
     uint32_t sign = (uint32_t)(b & 0x80u) << 24;
-    uint32_t e = (b >> 3) & 0xfu, m = b & 7u;
-    if (e == 0)
-        return ct_u32_as_f32(ct_f32_as_u32((float)m * 0x1p-10f) | sign);
-    return ct_u32_as_f32(sign | ((e + 119u) << 23) | (m << 20));
+    uint32_t e = (b & 0x7fu) >> mbits, m = b & ((1u << mbits) - 1u);
+    if (e == 0)   /* m * 2^(1 - bias - mbits) */
+        return ct_u32_as_f32(ct_f32_as_u32(ldexpf((float)m, 1 - (int)bias - (int)mbits)) | sign);
+    return ct_u32_as_f32(sign | ((e + 127u - bias) << 23) | (m << (23 - mbits)));
+}
+
+float ct_f8e4m3fnuz_to_f32(uint8_t b)
+{
+    return fnuz_to_f32(b, 3, 8);
 }
 
 float ct_f8e5m2fnuz_to_f32(uint8_t b)
 {
-    if (b == 0x80)
-        return ct_u32_as_f32(0x7fc00000u);
-    uint32_t sign = (uint32_t)(b & 0x80u) << 24;
-    uint32_t e = (b >> 2) & 0x1fu, m = b & 3u;
-    if (e == 0)
-        return ct_u32_as_f32(ct_f32_as_u32((float)m * 0x1p-17f) | sign);
-    return ct_u32_as_f32(sign | ((e + 111u) << 23) | (m << 21));
+    return fnuz_to_f32(b, 2, 16);
 }
 
 float ct_fp4_to_f32(uint8_t c)
