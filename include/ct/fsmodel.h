@@ -58,6 +58,10 @@ typedef struct ct_fs_opts {
 
 int ct_fs_new(const ct_source *src, const ct_fs_opts *o, ct_fs **out, ct_err *err);
 void ct_fs_free(ct_fs *fs);
+/* How many files and directories of the source are not shown because they
+ * sit under a top-level "tensors", whose name the mount's own directory
+ * takes (mkct --format dense copies them). */
+size_t ct_fs_hidden(const ct_fs *fs);
 
 const ct_fs_node *ct_fs_get(const ct_fs *fs, uint64_t ino);   /* NULL if none */
 uint64_t ct_fs_lookup(const ct_fs *fs, uint64_t parent, const char *name);   /* 0 if none */

@@ -703,6 +703,9 @@ int main(int argc, char **argv)
             pthread_create(&g.workers[i], NULL, worker, (void *)(uintptr_t)i);
     }
     log_msg(LOG_INFO, "serving %s at %s (config: %s)", g.o.src, cmd.mountpoint, ct_source_config_origin(src));
+    if (ct_fs_hidden(g.fs))
+        log_msg(LOG_WARNING, "the source's own tensors/ (%zu entries) is not shown: the mount's tensors/ takes its name",
+                ct_fs_hidden(g.fs));
     if (cmd.singlethread) {
         rc = fuse_session_loop(se);
     } else {

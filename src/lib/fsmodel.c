@@ -22,6 +22,7 @@ struct ct_fs {
     ct_cache *cache;
     int dirfd;                /* the source directory, for pass-through files: the
                                  daemon's working directory may change (-1: none) */
+    size_t hidden;            /* source entries under a top-level "tensors" */
 };
 
 static const char *STATS_NAME = ".ctfs-stats";
@@ -160,6 +161,11 @@ static uint64_t lookup_path(const ct_fs *fs, const char *rel, size_t len)
 
 static int fill_block(void *ctx, uint64_t ino, uint64_t block, void *buf, size_t *len, ct_err *err);
 
+size_t ct_fs_hidden(const ct_fs *fs)
+{
+    return fs->hidden;
+}
+
 void ct_fs_free(ct_fs *fs)
 {
     if (!fs)
@@ -232,8 +238,10 @@ int ct_fs_new(const ct_source *src, const ct_fs_opts *o, ct_fs **out, ct_err *er
             goto fail;
         for (size_t i = 0; i < nf; i++) {
             const char *rel = f[i].rel, *base = strrchr(rel, '/');
-            if (!strcmp(rel, "tensors") || !strncmp(rel, "tensors/", 8))
+            if (!strcmp(rel, "tensors") || !strncmp(rel, "tensors/", 8)) {
+                fs->hidden++;
                 continue;
+            }
             uint64_t parent = base ? lookup_path(fs, rel, (size_t)(base - rel)) : 1;
             ct_fs_node *n = parent ? add_node(fs, parent, strdup(base ? base + 1 : rel),
                                               f[i].is_dir ? CT_FS_DIR : CT_FS_PASSTHRU, f[i].size)

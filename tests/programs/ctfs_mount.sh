@@ -351,6 +351,19 @@ check "...saying both sizes" grep -q "cache_size (65536 bytes) is smaller than o
 check "threads=1000: exit status 1" [ $? = 1 ]
 check "...saying the limit" grep -q "threads=1000: at most 64" "$TMP/bad.err"
 check "...nothing mounted" sh -c "! grep -q '$TMP/mnt.bad' /proc/mounts"
+# a source directory with its own top-level tensors/: the mount's takes the
+# name, and ctfs says what it hides
+mkdir -p "$TMP/withtensors/tensors/sub"
+cp "$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/model.safetensors" "$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/config.json" "$TMP/withtensors/"
+echo x >"$TMP/withtensors/tensors/sub/notes.txt"
+if mount_ctfs "$TMP/withtensors" "$TMP/mnt.wt"; then
+    check "a source tensors/ hidden by the mount's: said, with its 3 entries" \
+        grep -q "the source's own tensors/ (3 entries) is not shown" "$TMP/ctfs.err"
+    check "...and the mount's tensors/ holds the tensor files" [ -e "$TMP/mnt.wt/tensors/model.layers.0.mlp.down_proj.weight.npy" ]
+    unmount_ctfs "$TMP/mnt.wt"
+else
+    not_ok "withtensors: mount failed: $(cat "$TMP/ctfs.err")"
+fi
 # prefetch beyond half the cache is reduced, with a note
 if mount_ctfs "$TMP/snap" "$TMP/mnt.pf" -o cache_size=8M,prefetch=100; then
     check "prefetch=100 with a cache of 8 blocks: reduced to 4, and said" \
