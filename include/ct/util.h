@@ -55,6 +55,10 @@ char *ct_shape_str(char *buf, size_t size, int ndim, const int64_t *shape);
  * signal handler may call) every file read and write of libct fails with
  * CT_EINTR, so that the operation in progress unwinds through its normal
  * error path and removes its temporary files.  It cannot be undone. */
+/* Raise the soft limit on open files to the hard one: a model keeps one
+ * descriptor per shard open (and mkct two), and some have more than the
+ * usual soft limit of 1024.  Called first thing by the programs. */
+void ct_raise_nofile(void);
 void ct_cancel(void);
 int ct_cancelled(void);
 

@@ -586,6 +586,7 @@ static char *escape_commas(const char *s)
 
 int main(int argc, char **argv)
 {
+    ct_raise_nofile();
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     struct fuse_cmdline_opts cmd = {0};
     struct fuse_session *se = NULL;

@@ -35,6 +35,7 @@ static double ratio(uint64_t dense, uint64_t stored)
 
 int main(int argc, char **argv)
 {
+    ct_raise_nofile();
     static const struct option opts[] = {
         {"json", no_argument, 0, 'j'}, {"config", required_argument, 0, 'c'},
         {"keep-qparams", no_argument, 0, 'k'}, {"help", no_argument, 0, 'h'},

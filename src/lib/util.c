@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,7 +254,8 @@ int ct_open_regular(const char *path, int *fdp, ct_err *err)
     /* O_NONBLOCK: opening a FIFO for reading would wait for a writer */
     int rc, fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
-        return ct_fail(err, CT_EIO, "%s: cannot open: %s", path, strerror(errno));
+        return ct_fail(err, CT_EIO, "%s: cannot open: %s%s", path, strerror(errno),
+                       errno == EMFILE ? " (one per shard is kept open: raise the hard limit, ulimit -Hn)" : "");
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         rc = ct_fail(err, CT_EIO, "%s: not a readable regular file", path);
@@ -688,4 +690,13 @@ int ct_write_file_atomic(const char *dst, ct_file_fill fill, void *arg, ct_err *
         unlink(tmp);
     free(tmp);
     return rc;
+}
+
+void ct_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }

@@ -526,6 +526,7 @@ static void on_signal(int sig)
 
 int main(int argc, char **argv)
 {
+    ct_raise_nofile();
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

@@ -70,6 +70,28 @@ else
     echo "# (no full-disk checks: they need root to mount a small tmpfs)"
 fi
 
+# A model of more shards than the usual soft limit on open files: the
+# programs raise it to the hard limit (here the soft one is set to 64).
+if [ "$(ulimit -Hn)" = unlimited ] || [ "$(ulimit -Hn)" -ge 400 ]; then
+    "$NPY_PYTHON" - "$TMP/many" <<'PY'
+import json, os, struct, sys
+d, n, wm = sys.argv[1], 300, {}
+os.makedirs(d)
+for i in range(n):
+    name = "model-%05d-of-%05d.safetensors" % (i + 1, n)
+    h = json.dumps({"t%d.weight" % i: {"dtype": "U8", "shape": [8], "data_offsets": [0, 8]}}, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    open(os.path.join(d, name), "wb").write(struct.pack("<Q", len(h)) + h + bytes(range(8)))
+    wm["t%d.weight" % i] = name
+json.dump({"metadata": {"total_size": 8 * n}, "weight_map": wm}, open(os.path.join(d, "model.safetensors.index.json"), "w"))
+PY
+    check "300 shards with a soft limit of 64 open files: ctls lists them" \
+        sh -c "ulimit -Sn 64 && '$CTLS' '$TMP/many' | tail -1 | grep -q '^total: 300 tensors'"
+    check "...and mkct decodes them" sh -c "ulimit -Sn 64 && '$MKCT' -q --format dense '$TMP/many' '$TMP/many.dense'"
+else
+    echo "# (no many-shard check: the hard limit on open files is $(ulimit -Hn))"
+fi
+
 # A FIFO in place of a checkpoint is refused at once (opening it for reading
 # would wait for a writer forever).
 mkfifo "$TMP/fifo.safetensors"
