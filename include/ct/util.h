@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <string.h>
 #include "ct/err.h"
 
@@ -64,9 +65,10 @@ int ct_cancelled(void);
 
 int ct_pread_full(int fd, void *buf, uint64_t len, uint64_t off, const char *label, ct_err *err);
 int ct_write_full(int fd, const void *buf, size_t len, const char *label, ct_err *err);
-/* Open a regular file for reading (*fd); anything else (a FIFO, which would
- * block the open, a device, a directory) is refused without waiting. */
-int ct_open_regular(const char *path, int *fd, ct_err *err);
+/* Open a regular file for reading (*fd, and its fstat in *sb if sb is not
+ * NULL); anything else (a FIFO, which would block the open, a device, a
+ * directory) is refused without waiting. */
+int ct_open_regular(const char *path, int *fd, struct stat *sb, ct_err *err);
 /* Read a whole (small) file, NUL-terminated; max_size bounds it. */
 int ct_read_file(const char *path, size_t max_size, char **data, size_t *len, ct_err *err);
 /* Join a directory and a name into a malloc'd path. */

@@ -140,10 +140,11 @@ static int cmp_str(const void *a, const void *b)
 static int open_index(ct_source *s, const char *index_path, ct_err *err)
 {
     char *text = NULL;
-    int rc = ct_read_file(index_path, 256u << 20, &text, NULL, err);
+    size_t len;
+    int rc = ct_read_file(index_path, 256u << 20, &text, &len, err);
     if (rc)
         return rc;
-    cJSON *root = ct_pyjson_parse(text, strlen(text));
+    cJSON *root = ct_pyjson_parse(text, len);
     free(text);
     char **shards = NULL;
     size_t nsh = 0;

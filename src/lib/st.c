@@ -400,13 +400,9 @@ int ct_st_open(const char *path, ct_st **out, ct_err *err)
     int rc;
     char *header = NULL;
     int fd;
-    if ((rc = ct_open_regular(path, &fd, err)))
-        return rc;
     struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        rc = ct_fail(err, CT_EIO, "%s: cannot stat: %s", path, strerror(errno));
-        goto fail;
-    }
+    if ((rc = ct_open_regular(path, &fd, &sb, err)))
+        return rc;
     uint64_t size = (uint64_t)sb.st_size;
     unsigned char lenbuf[8];
     if (size < 8) {

@@ -249,15 +249,15 @@ int ct_write_full(int fd, const void *buf, size_t len, const char *label, ct_err
     return 0;
 }
 
-int ct_open_regular(const char *path, int *fdp, ct_err *err)
+int ct_open_regular(const char *path, int *fdp, struct stat *sbp, ct_err *err)
 {
     /* O_NONBLOCK: opening a FIFO for reading would wait for a writer */
     int rc, fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return ct_fail(err, CT_EIO, "%s: cannot open: %s%s", path, strerror(errno),
                        errno == EMFILE ? " (one per shard is kept open: raise the hard limit, ulimit -Hn)" : "");
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    struct stat own, *sb = sbp ? sbp : &own;
+    if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
         rc = ct_fail(err, CT_EIO, "%s: not a readable regular file", path);
         goto fail;
     }
@@ -275,14 +275,10 @@ fail:
 
 int ct_read_file(const char *path, size_t max_size, char **data, size_t *len, ct_err *err)
 {
-    int fd, rc = ct_open_regular(path, &fd, err);
+    struct stat sb;
+    int fd, rc = ct_open_regular(path, &fd, &sb, err);
     if (rc)
         return rc;
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        close(fd);
-        return ct_fail(err, CT_EIO, "%s: cannot stat: %s", path, strerror(errno));
-    }
     if ((uint64_t)sb.st_size > max_size) {
         close(fd);
         return ct_fail(err, CT_EFORMAT, "%s: %lld bytes is larger than the %zu-byte limit", path,
