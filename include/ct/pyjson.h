@@ -15,11 +15,6 @@ int ct_pyjson_write(ct_buf *b, const cJSON *v, int sort_keys);
 /* cJSON_ParseWithLength, each number node also holding its text (in
  * valuestring, freed with the tree).  NULL if not valid JSON. */
 cJSON *ct_pyjson_parse(const char *text, size_t len);
-/* A copy of the "metadata" object of DIR/model.safetensors.index.json (an
- * empty object when there is none), for a rewritten index to keep what it
- * holds besides total_size (newer transformers write total_parameters);
- * NULL only when out of memory. */
-cJSON *ct_pyjson_index_metadata(const char *dir);
 int ct_pyjson_str(ct_buf *b, const char *s);
 /* Exit status for a libct error code, shared by the programs:
  * 1 usage, 2 I/O, 3 malformed input, 4 unsupported format, 5 output exists,

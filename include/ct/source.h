@@ -41,6 +41,10 @@ int ct_source_open(const char *path, const ct_open_opts *opts, ct_source **out, 
 void ct_source_close(ct_source *s);
 
 const char *ct_source_path(const ct_source *s);
+/* The "metadata" object of a directory source's model.safetensors.index.json
+ * (numbers keep their text, see ct/pyjson.h), or NULL. */
+struct cJSON;
+const struct cJSON *ct_source_index_metadata(const ct_source *s);
 int ct_source_is_dir(const ct_source *s);
 /* Where the compression config came from, e.g. "config.json", "inferred
  * from tensor names". */

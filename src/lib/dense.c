@@ -27,7 +27,8 @@ int ct_dense_index_json(const ct_source *src, char **out, size_t *len, ct_err *e
     if (!has)
         return 0;
     uint64_t total = 0;
-    cJSON *root = cJSON_CreateObject(), *meta = ct_pyjson_index_metadata(ct_source_path(src)),
+    const cJSON *smeta = ct_source_index_metadata(src);
+    cJSON *root = cJSON_CreateObject(), *meta = smeta ? cJSON_Duplicate(smeta, 1) : cJSON_CreateObject(),
           *wm = cJSON_CreateObject();
     int bad = !root || !meta || !wm;
     for (size_t i = 0; !bad && i < ct_source_ntensors(src); i++) {

@@ -977,6 +977,7 @@ typedef struct job {
     size_t nsh;
     char **shard_names;         /* source shard file names (directories) */
     ct_st **st;
+    cJSON *index_meta;          /* the source index's "metadata", or NULL */
     unit *u;
     size_t nu, next;
     outs out;
@@ -1561,7 +1562,7 @@ static int emit_dir(const char *tmp, void *arg, ct_err *err)
         index = cJSON_CreateObject();
         /* the source index's metadata but total_size (total_parameters,
          * if there, counts the model's dense parameters: unchanged) */
-        cJSON *meta = d->src_had_index ? ct_pyjson_index_metadata(d->src) : cJSON_CreateObject();
+        cJSON *meta = j->index_meta ? cJSON_Duplicate(j->index_meta, 1) : cJSON_CreateObject();
         if (meta)
             cJSON_DeleteItemFromObjectCaseSensitive(meta, "total_size");
         if (!index || !meta || !cJSON_AddItemToObject(index, "metadata", meta)) {
@@ -1713,6 +1714,11 @@ static int open_sources(job *j, const char *src, int is_dir, int *had_index, ct_
         rc = p ? ct_st_open(p, &j->st[s], err) : oom(err);
         free(p);
     }
+    if (!rc && index) {
+        cJSON *meta = cJSON_GetObjectItemCaseSensitive(index, "metadata");
+        if (cJSON_IsObject(meta))
+            j->index_meta = cJSON_DetachItemViaPointer(index, meta);
+    }
 out:
     free(ixp);
     free(text);
@@ -1730,6 +1736,7 @@ static void close_sources(job *j)
     }
     free(j->st);
     free(j->shard_names);
+    cJSON_Delete(j->index_meta);
 }
 
 int ct_compress(const char *src, const char *dst, const ct_compress_opts *opt, ct_err *err)

@@ -311,18 +311,3 @@ cJSON *ct_pyjson_parse(const char *text, size_t len)
     }
     return root;
 }
-
-cJSON *ct_pyjson_index_metadata(const char *dir)
-{
-    char *path = dir ? ct_path_join(dir, "model.safetensors.index.json") : NULL, *text = NULL;
-    size_t len;
-    cJSON *root = NULL, *meta = NULL;
-    if (path && ct_read_file(path, 256u << 20, &text, &len, NULL) == 0)
-        root = ct_pyjson_parse(text, len);
-    const cJSON *m = root ? cJSON_GetObjectItemCaseSensitive(root, "metadata") : NULL;
-    meta = cJSON_IsObject(m) ? cJSON_Duplicate(m, 1) : cJSON_CreateObject();
-    cJSON_Delete(root);
-    free(text);
-    free(path);
-    return meta;
-}

@@ -29,6 +29,7 @@ struct ct_source {
     size_t *shard_idx;      /* tensor indexes grouped by shard, each group in name order: */
     size_t *shard_start;    /* shard f's are shard_idx[shard_start[f] .. shard_start[f + 1]) */
     int keep_qparams;
+    cJSON *index_meta;      /* the index's "metadata" object (numbers with their text), or NULL */
 };
 
 /* Parameter suffixes that group stored tensors into modules (note §1.1). */
@@ -96,6 +97,7 @@ void ct_source_close(ct_source *s)
     free(s->names);
     ct_config_free(s->cfg);
     ct_strmap_free(s->byname);
+    cJSON_Delete(s->index_meta);
     ct_big_free(s->shard_idx);
     free(s->shard_start);
     free(s->path);
@@ -148,6 +150,7 @@ static int open_index(ct_source *s, const char *index_path, ct_err *err)
     free(text);
     char **shards = NULL;
     size_t nsh = 0;
+    ct_strmap *files = NULL;
     const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!wm || !cJSON_IsObject(wm)) {
         rc = ct_fail(err, CT_EFORMAT, "%s: not JSON with a \"weight_map\" object", index_path);
@@ -178,17 +181,29 @@ static int open_index(ct_source *s, const char *index_path, ct_err *err)
         if ((i == 0 || strcmp(shards[i], shards[i - 1])) && (rc = add_file(s, s->dir, shards[i], NULL, err)))
             goto out;
     /* Every listed tensor must be in the shard the index names. */
+    if (!(files = ct_strmap_new(s->nfiles))) {
+        rc = ct_fail(err, CT_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t k = 0; k < s->nfiles; k++)
+        if (ct_strmap_put(files, s->names[k], k) < 0) {
+            rc = ct_fail(err, CT_ENOMEM, "out of memory");
+            goto out;
+        }
     cJSON_ArrayForEach(e, wm) {
         size_t k;
-        for (k = 0; k < s->nfiles && strcmp(s->names[k], e->valuestring); k++)
-            ;
-        if (k == s->nfiles || ct_st_find(s->files[k], e->string) < 0) {
+        if (!ct_strmap_get(files, e->valuestring, &k) || ct_st_find(s->files[k], e->string) < 0) {
             rc = ct_fail(err, CT_EFORMAT, "%s: index puts tensor '%s' in %s, which does not hold it",
                          index_path, e->string, e->valuestring);
             goto out;
         }
     }
+    /* kept for the rewritten index (newer transformers write total_parameters) */
+    cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "metadata");
+    if (cJSON_IsObject(meta))
+        s->index_meta = cJSON_DetachItemViaPointer(root, meta);
 out:
+    ct_strmap_free(files);
     free(shards);
     cJSON_Delete(root);
     return rc;
@@ -920,6 +935,11 @@ int ct_source_open(const char *path, const ct_open_opts *o, ct_source **out, ct_
     }
     *out = s;
     return 0;
+}
+
+const struct cJSON *ct_source_index_metadata(const ct_source *s)
+{
+    return s->index_meta;
 }
 
 const char *ct_source_path(const ct_source *s) { return s->path; }
