@@ -400,6 +400,19 @@ static int run(int argc, char **argv)
         usage(stderr);
         return 1;
     }
+    /* DST with a trailing '/' ("dense/") names a directory: the output of a
+     * directory source, or of --shard-size; a file source gives a file. */
+    char *dst = argv[optind + 1];
+    size_t dl = strlen(dst);
+    int slash = dl > 1 && dst[dl - 1] == '/';
+    while (dl > 1 && dst[dl - 1] == '/')
+        dst[--dl] = 0;
+    struct stat ssb;
+    if (slash && !shard_size && stat(argv[optind], &ssb) == 0 && !S_ISDIR(ssb.st_mode)) {
+        fprintf(stderr, "mkct: %s/: a directory name, but %s is a file and gives a file: name the output file "
+                "(or split it with --shard-size)\n", dst, argv[optind]);
+        return 1;
+    }
     verify_after = verify;
     /* Options that shape a preset config apply only where mkct makes one:
      * --scheme, or a compressed --format without --config. */
@@ -488,7 +501,7 @@ static int run(int argc, char **argv)
         fprintf(stderr, "mkct: --shard-size applies when compressing; --format dense keeps the source's shards\n");
         return 1;
     }
-    const char *src_path = argv[optind], *dst = argv[optind + 1];
+    const char *src_path = argv[optind];
     ct_err err = {0};
     ct_source *src;
     ct_open_opts oo = {.config_path = config, .keep_qparams = keep};

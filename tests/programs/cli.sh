@@ -28,6 +28,15 @@ check "the error names the file" grep -q "missing.safetensors" "$TMP/err"
 expect_exit 1 "mkct without --format" "$MKCT" "$case_dir/model.safetensors" "$TMP/o.safetensors"
 expect_exit 1 "mkct with an unknown format" "$MKCT" --format nope "$case_dir/model.safetensors" "$TMP/o.safetensors"
 check "no output left by failed runs" [ ! -e "$TMP/o.safetensors" ]
+# DST written with a trailing slash, as in the README ("dense/"): a
+# directory for a directory source; a file source gives a file, so there it
+# is a usage error that says so.
+"$MKCT" -q --format dense "$REFVECTORS/ct-0.14.0.1/sparse_bitmask/sharded" "$TMP/slash/" 2>"$TMP/err"
+check "mkct SRCDIR DST/: writes the directory" [ -f "$TMP/slash/model.safetensors.index.json" ]
+expect_exit 1 "mkct FILE DST/: refused" "$MKCT" -q --format dense "$case_dir/model.safetensors" "$TMP/slash2/"
+check "...saying why" grep -q "a directory name, but .* is a file and gives a file" "$TMP/err"
+check "...nothing written" [ ! -e "$TMP/slash2" ]
+
 # Preset options: bad values and options that would be ignored are usage
 # errors that say why; nothing is written.
 dense_in="$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/expected.safetensors"
