@@ -263,12 +263,13 @@ static int attach(cJSON *v, const char **p, const char *end)
         if (cJSON_IsNumber(v)) {
             size_t n;
             const char *t = next_number(*p, end, &n);
-            if (!t || (special_len(t, end) != n && !json_number(t, n)) || !(v->valuestring = cJSON_malloc(n + 1)))
+            int special = t && special_len(t, end) == n;
+            if (!t || (!special && !json_number(t, n)) || !(v->valuestring = cJSON_malloc(n + 1)))
                 return -1;
             memcpy(v->valuestring, t, n);
             v->valuestring[n] = 0;
             *p = t + n;
-            if (*t == 'N' || *t == 'I' || t[1] == 'I') {
+            if (special) {
                 v->valuedouble = *t == 'N' ? NAN : *t == '-' ? -INFINITY : INFINITY;
                 v->valueint = *t == 'N' ? 0 : *t == '-' ? INT_MIN : INT_MAX;
             }
