@@ -1,5 +1,6 @@
 #include "config.h"
 #include <ctype.h>
+#include <math.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +146,21 @@ static ct_strategy parse_strategy(const char *s)
     return CT_STRAT_UNSET;
 }
 
+/* An integral JSON number from lo to hi (as pydantic's int takes it: 128
+ * and 128.0, not 128.5); NaN, infinities and values out of range are
+ * refused before any conversion (converting them is undefined). */
+#define JSON_INT_MAX ((int64_t)1 << 53)
+static int json_int(const cJSON *v, int64_t lo, int64_t hi, int64_t *out)
+{
+    if (!v || !cJSON_IsNumber(v))
+        return -1;
+    double d = v->valuedouble;
+    if (!(d >= (double)lo && d <= (double)hi) || d != floor(d))
+        return -1;
+    *out = (int64_t)d;
+    return 0;
+}
+
 static int parse_args(const cJSON *w, ct_qargs *a, const char *label, ct_err *err)
 {
     memset(a, 0, sizeof *a);
@@ -152,9 +168,10 @@ static int parse_args(const cJSON *w, ct_qargs *a, const char *label, ct_err *er
     a->num_bits = 8;   /* QuantizationArgs default */
     const cJSON *v;
     if ((v = cJSON_GetObjectItemCaseSensitive(w, "num_bits")) && !cJSON_IsNull(v)) {
-        if (!cJSON_IsNumber(v) || v->valuedouble != (int)v->valuedouble || v->valueint < 1 || v->valueint > 32)
+        int64_t nb;
+        if (json_int(v, 1, 32, &nb))
             return ct_fail(err, CT_EFORMAT, "%s: num_bits must be an integer in 1..32", label);
-        a->num_bits = v->valueint;
+        a->num_bits = (int)nb;
     }
     if ((v = cJSON_GetObjectItemCaseSensitive(w, "type")) && cJSON_IsString(v))
         a->is_float = strcmp(v->valuestring, "float") == 0;
@@ -167,12 +184,14 @@ static int parse_args(const cJSON *w, ct_qargs *a, const char *label, ct_err *er
         if (!a->strategy)
             return ct_fail(err, CT_EUNSUPPORTED, "%s: unknown quantization strategy '%s'", label, v->valuestring);
     }
-    if ((v = cJSON_GetObjectItemCaseSensitive(w, "group_size")) && cJSON_IsNumber(v))
-        a->group_size = (int64_t)v->valuedouble;
+    if ((v = cJSON_GetObjectItemCaseSensitive(w, "group_size")) && !cJSON_IsNull(v)
+        && json_int(v, -JSON_INT_MAX, JSON_INT_MAX, &a->group_size))
+        return ct_fail(err, CT_EFORMAT, "%s: group_size must be an integer", label);
     if ((v = cJSON_GetObjectItemCaseSensitive(w, "block_structure"))) {
         if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 2) {
-            a->block[0] = (int64_t)cJSON_GetArrayItem(v, 0)->valuedouble;
-            a->block[1] = (int64_t)cJSON_GetArrayItem(v, 1)->valuedouble;
+            if (json_int(cJSON_GetArrayItem(v, 0), 0, JSON_INT_MAX, &a->block[0])
+                || json_int(cJSON_GetArrayItem(v, 1), 0, JSON_INT_MAX, &a->block[1]))
+                return ct_fail(err, CT_EFORMAT, "%s: block_structure must be two non-negative integers", label);
         } else if (cJSON_IsString(v)) {
             long long bh, bw;
             if (sscanf(v->valuestring, "%lldx%lld", &bh, &bw) == 2) {

@@ -172,6 +172,66 @@ START_TEST(t_sparsity_lists)
 }
 END_TEST
 
+/* Integer fields of the quantization args: integral numbers as pydantic's
+ * int takes them (4 and 4.0), and a clear error, never an undefined
+ * conversion, for NaN, infinities, fractions and values out of range
+ * (the config parser reads NaN and Infinity, as Python's json does). */
+static int parse_weights(const char *weights, ct_config **c, ct_err *err)
+{
+    char json[1024];
+    snprintf(json, sizeof json,
+             "{\"quantization_config\": {\"quant_method\": \"compressed-tensors\", \"format\": \"pack-quantized\","
+             " \"config_groups\": {\"g\": {\"targets\": [\"Linear\"], \"weights\": {%s}}}}}", weights);
+    *c = NULL;
+    memset(err, 0, sizeof *err);
+    return ct_config_parse(json, strlen(json), "test", c, err);
+}
+
+START_TEST(t_integer_fields)
+{
+    static const struct { const char *w; int64_t bits, group, b0, b1; } good[] = {
+        {"\"num_bits\": 4, \"group_size\": 128", 4, 128, 0, 0},
+        {"\"num_bits\": 4.0, \"group_size\": 128.0", 4, 128, 0, 0},
+        {"\"num_bits\": 8, \"group_size\": -1", 8, -1, 0, 0},
+        {"\"num_bits\": null, \"group_size\": null", 8, 0, 0, 0},
+        {"\"num_bits\": 8, \"block_structure\": [128, 64.0]", 8, 0, 128, 64},
+        {"\"num_bits\": 8, \"block_structure\": \"32x16\"", 8, 0, 32, 16},
+    };
+    static const struct { const char *w, *msg; } bad[] = {
+        {"\"num_bits\": NaN", "num_bits must be an integer in 1..32"},
+        {"\"num_bits\": Infinity", "num_bits must be an integer in 1..32"},
+        {"\"num_bits\": 1e300", "num_bits must be an integer in 1..32"},
+        {"\"num_bits\": 4.5", "num_bits must be an integer in 1..32"},
+        {"\"num_bits\": 33", "num_bits must be an integer in 1..32"},
+        {"\"num_bits\": \"4\"", "num_bits must be an integer in 1..32"},
+        {"\"group_size\": NaN", "group_size must be an integer"},
+        {"\"group_size\": -Infinity", "group_size must be an integer"},
+        {"\"group_size\": 1e300", "group_size must be an integer"},
+        {"\"group_size\": 127.5", "group_size must be an integer"},
+        {"\"group_size\": \"128\"", "group_size must be an integer"},
+        {"\"block_structure\": [NaN, 128]", "block_structure must be two non-negative integers"},
+        {"\"block_structure\": [128, Infinity]", "block_structure must be two non-negative integers"},
+        {"\"block_structure\": [128, -1]", "block_structure must be two non-negative integers"},
+        {"\"block_structure\": [\"a\", 1]", "block_structure must be two non-negative integers"},
+    };
+    ct_config *c;
+    ct_err err;
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        ck_assert_msg(parse_weights(good[i].w, &c, &err) == 0, "%s: %s", good[i].w, err.msg);
+        const ct_qargs *a = &c->groups[0].weights;
+        ck_assert_msg(a->num_bits == good[i].bits && a->group_size == good[i].group && a->block[0] == good[i].b0
+                      && a->block[1] == good[i].b1, "%s: bits %d group %lld block %lldx%lld", good[i].w, a->num_bits,
+                      (long long)a->group_size, (long long)a->block[0], (long long)a->block[1]);
+        ct_config_free(c);
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(parse_weights(bad[i].w, &c, &err) == CT_EFORMAT, "%s: accepted", bad[i].w);
+        ck_assert_ptr_null(c);
+        ck_assert_msg(strstr(err.msg, bad[i].msg) != NULL, "%s: '%s'", bad[i].w, err.msg);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config");
@@ -180,6 +240,7 @@ int main(void)
     tcase_add_test(tc, t_exact_names_and_classes);
     tcase_add_test(tc, t_bad_patterns);
     tcase_add_test(tc, t_sparsity_lists);
+    tcase_add_test(tc, t_integer_fields);
     suite_add_tcase(s, tc);
     return ct_run_suite(s);
 }
