@@ -63,6 +63,11 @@ const ct_st *ct_source_shard(const ct_source *s, size_t i);
 int ct_source_other_files(const ct_source *s, ct_other_file **out, size_t *n, ct_err *err);
 
 size_t ct_source_ntensors(const ct_source *s);   /* sorted by name */
+/* Stored quantization parameters the dense view leaves out (without
+ * keep_qparams) that no decoded tensor counts in its stored bytes: those of
+ * modules whose weight is stored dense, activation and kv-cache scales.
+ * Returns their number; *bytes (may be NULL) gets their stored bytes. */
+size_t ct_source_dropped(const ct_source *s, uint64_t *bytes);
 const ct_tensor *ct_source_tensor(const ct_source *s, size_t i);
 long ct_source_find(const ct_source *s, const char *dense_name);
 /* The dense tensors of shard i (ct_tensor.shard == i): *idx points to

@@ -93,6 +93,11 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(tot, "stored_bytes", (double)tot_stored);
         cJSON_AddNumberToObject(tot, "dense_bytes", (double)tot_dense);
         cJSON_AddNumberToObject(tot, "ratio", ratio(tot_dense, tot_stored));
+        uint64_t dropped_bytes;
+        size_t dropped = ct_source_dropped(src, &dropped_bytes);
+        cJSON *nl = cJSON_AddObjectToObject(root, "not_listed");
+        cJSON_AddNumberToObject(nl, "quantization_parameters", (double)dropped);
+        cJSON_AddNumberToObject(nl, "stored_bytes", (double)dropped_bytes);
         ct_buf b = {0};
         ct_pyjson_write(&b, root, 0);
         printf("%s\n", b.data ? b.data : "{}");
@@ -132,6 +137,11 @@ int main(int argc, char **argv)
     }
     printf("total: %zu tensors, %" PRIu64 " bytes stored, %" PRIu64 " bytes dense, ratio %.2fx\n", n, tot_stored,
            tot_dense, ratio(tot_dense, tot_stored));
+    uint64_t dropped_bytes;
+    size_t dropped = ct_source_dropped(src, &dropped_bytes);
+    if (dropped)
+        printf("not listed: %zu quantization parameter%s, %" PRIu64 " bytes stored (left out of the dense view; "
+               "--keep-qparams lists them)\n", dropped, dropped == 1 ? "" : "s", dropped_bytes);
     free(names);
     free(shapes);
     ct_source_close(src);

@@ -29,6 +29,8 @@ struct ct_source {
     size_t *shard_idx;      /* tensor indexes grouped by shard, each group in name order: */
     size_t *shard_start;    /* shard f's are shard_idx[shard_start[f] .. shard_start[f + 1]) */
     int keep_qparams;
+    size_t ndropped;        /* quantization parameters left out of the dense view, */
+    uint64_t dropped_bytes; /* not counted in any decoded tensor's stored bytes */
     cJSON *index_meta;      /* the index's "metadata" object (numbers with their text), or NULL */
 };
 
@@ -794,8 +796,13 @@ static int build_module(ct_source *s, module *m, ct_err *err)
         if (!ref->t)
             continue;
         if ((qparam_mask >> p) & 1ul) {
-            if (!s->keep_qparams)
-                continue;           /* dropped; kept ones pass through as stored */
+            if (!s->keep_qparams) {   /* dropped; kept ones pass through as stored */
+                if (!((m->used >> p) & 1ul)) {
+                    s->ndropped++;
+                    s->dropped_bytes += ref->t->end - ref->t->begin;
+                }
+                continue;
+            }
         } else if ((m->used >> p) & 1ul) {
             continue;               /* consumed by the decoded tensor */
         }
@@ -959,6 +966,13 @@ int ct_source_other_files(const ct_source *s, ct_other_file **out, size_t *n, ct
 }
 
 size_t ct_source_ntensors(const ct_source *s) { return s->n; }
+
+size_t ct_source_dropped(const ct_source *s, uint64_t *bytes)
+{
+    if (bytes)
+        *bytes = s->dropped_bytes;
+    return s->ndropped;
+}
 size_t ct_source_shard_tensors(const ct_source *s, size_t shard, const size_t **idx)
 {
     if (shard >= s->nfiles) {

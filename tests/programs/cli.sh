@@ -122,6 +122,19 @@ total: 3 tensors, 2224 bytes stored, 8272 bytes dense, ratio 3.72x
 WANT
 check "ctls listing is exact" cmp -s "$TMP/ls" "$TMP/want"
 
+# A dense file that holds quantization parameters (mkct --keep-qparams
+# output): the listing, which is the dense view's, says what it leaves out
+# (the weight_scale and weight_zero_point of a module whose weight is dense:
+# 64 + 16 bytes), and --keep-qparams lists them.
+"$MKCT" -q --format dense --keep-qparams "$case_dir/model.safetensors" "$TMP/kept.safetensors"
+"$CTLS" "$TMP/kept.safetensors" >"$TMP/ls.kept"
+check "ctls says which stored tensors it does not list" sh -c "tail -2 '$TMP/ls.kept' | tr -s ' ' >'$TMP/ls.tail' && printf '%s\n' \
+    'total: 3 tensors, 8272 bytes stored, 8272 bytes dense, ratio 1.00x' \
+    'not listed: 2 quantization parameters, 80 bytes stored (left out of the dense view; --keep-qparams lists them)' \
+    | cmp -s - '$TMP/ls.tail'"
+check "ctls --keep-qparams lists them" sh -c "'$CTLS' --keep-qparams '$TMP/kept.safetensors' | tail -1 | grep -qx 'total: 5 tensors, 8352 bytes stored, 8352 bytes dense, ratio 1.00x'"
+check "ctls --json counts them" sh -c "'$CTLS' --json '$TMP/kept.safetensors' | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); assert d[\"not_listed\"] == {\"quantization_parameters\": 2, \"stored_bytes\": 80}, d'"
+
 "$CTLS" --json "$REFVECTORS/ct-0.14.0.1/sparse_bitmask/sharded" >"$TMP/json"
 check "ctls --json is valid JSON with 9 tensors and per-tensor shards" /usr/bin/python3 -c '
 import json, sys
