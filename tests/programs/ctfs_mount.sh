@@ -373,4 +373,30 @@ if mount_ctfs "$TMP/snap" "$TMP/mnt.pf" -o cache_size=8M,prefetch=100; then
 else
     not_ok "prefetch=100 mount failed: $(cat "$TMP/ctfs.err")"
 fi
+# -o keep_qparams: the view is what mkct --format dense --keep-qparams
+# writes, and the kept parameters are the stored bytes, as stored
+kq=$REFVECTORS/ct-0.18.0/w4a16_g128_asym_bf16
+"$MKCT" -q --format dense --keep-qparams "$kq/model.safetensors" "$TMP/kq.safetensors"
+check "mkct --keep-qparams: weight_scale and weight_zero_point kept as stored, the weight decoded" /usr/bin/python3 - "$kq" "$TMP/kq.safetensors" <<'PY'
+import json, struct, sys
+def load(p):
+    b = open(p, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n])
+    return {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]])
+            for k, v in h.items() if k != "__metadata__"}
+src, out, exp = load(sys.argv[1] + "/model.safetensors"), load(sys.argv[2]), load(sys.argv[1] + "/expected.safetensors")
+m = "model.layers.0.mlp.down_proj."
+dense = [k for k in exp if k.endswith(".weight")]   # (expected.safetensors also holds the vectors' codes)
+assert len(dense) == 3 and sorted(out) == sorted(dense + [m + "weight_scale", m + "weight_zero_point"]), sorted(out)
+for k in ("weight_scale", "weight_zero_point"):
+    assert out[m + k] == src[m + k], k
+for k in dense:
+    assert out[k] == exp[k], k
+PY
+if mount_ctfs "$kq/model.safetensors" "$TMP/mnt.kq" -o keep_qparams; then
+    check "keep_qparams: the view equals mkct --keep-qparams output" cmp -s "$TMP/kq.safetensors" "$TMP/mnt.kq/model.safetensors"
+    check "keep_qparams: tensors/ has the stored weight_scale" sh -c "[ \$(stat -c %s '$TMP/mnt.kq/tensors/model.layers.0.mlp.down_proj.weight_scale') = 64 ] && [ -e '$TMP/mnt.kq/tensors/model.layers.0.mlp.down_proj.weight_zero_point.npy' ]"
+    unmount_ctfs "$TMP/mnt.kq"
+else
+    not_ok "keep_qparams: mount failed: $(cat "$TMP/ctfs.err")"
+fi
 finish
