@@ -39,6 +39,12 @@ int ct_st_open(const char *path, ct_st **out, ct_err *err);
 int ct_st_parse(const char *label, const char *header, size_t header_len,
                 uint64_t file_size, ct_st **out, ct_err *err);
 void ct_st_close(ct_st *st);
+/* Serve a parsed header's reads (ct_st_pread) from a callback instead of a
+ * file: read len bytes at offset off of the whole file into buf, or fail
+ * with a message.  The callback must be thread-safe; ctx must outlive st.
+ * (mkct reads a compressed source through its dense view this way.) */
+typedef int (*ct_st_reader)(void *ctx, uint64_t off, uint64_t len, void *buf, ct_err *err);
+void ct_st_set_reader(ct_st *st, ct_st_reader read, void *ctx);
 
 const char *ct_st_path(const ct_st *st);
 size_t ct_st_count(const ct_st *st);

@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include "ct/encode.h"
 #include "ct/source.h"
+#include "ct/view.h"
 #include "ct/st.h"
 #include "ct/strmap.h"
 #include "ct/util.h"
@@ -978,6 +979,11 @@ typedef struct job {
     char **shard_names;         /* source shard file names (directories) */
     ct_st **st;
     cJSON *index_meta;          /* the source index's "metadata", or NULL */
+    /* A compressed source is read through its dense view: st[s] then
+     * parses view s's header and reads from it (transcoding). */
+    ct_source *vsrc;
+    ct_view **views;
+    ct_err vsrc_err;            /* why the source could not be opened as a checkpoint */
     unit *u;
     size_t nu, next;
     outs out;
@@ -1106,6 +1112,26 @@ static int plan(job *j, ct_err *err)
     if (bad)
         return ct_fail(err, CT_EUNSUPPORTED, "compression config: '%s' is not a regular expression "
                        "mkct can match (POSIX extended, with Python's \\d \\w \\s and (?:...))", bad);
+    /* A source whose compressed tensors could not be decoded (open_views)
+     * must not be taken for a dense one: its pieces would be copied as
+     * they are under the new config. */
+    for (size_t s = 0; s < j->nsh && !j->vsrc && j->vsrc_err.code; s++)
+        for (size_t i = 0; i < ct_st_count(j->st[s]); i++) {
+            const ct_st_tensor *t = ct_st_get(j->st[s], i);
+            int piece = has_suffix(t->name, ".weight_packed") || has_suffix(t->name, ".compressed")
+                        || has_suffix(t->name, ".bitmask") || has_suffix(t->name, ".scale_packed");
+            if (!piece && has_suffix(t->name, ".weight") && !is_float(t->dtype)) {
+                char *n = malloc(strlen(t->name) + 7);
+                if (!n)
+                    return oom(err);
+                sprintf(n, "%s_scale", t->name);
+                piece = find_any(j, s, n).t != NULL;
+                free(n);
+            }
+            if (piece)
+                return ct_fail(err, j->vsrc_err.code, "tensor '%s' is stored compressed, and the source "
+                               "cannot be decoded: %s", t->name, j->vsrc_err.msg);
+        }
     ct_strmap **used = calloc(j->nsh, sizeof *used), *by_module = NULL;
     size_t total = 0;
     for (size_t s = 0; s < j->nsh; s++)
@@ -1457,6 +1483,19 @@ static int split_files(job *j, ofile **out, size_t *nout, ct_err *err)
             o->idx[o->n++] = order[i];
             o->bytes += j->out.v[order[i]].nbytes;
         }
+        /* A source shard left with nothing (it held only pieces of modules
+         * stored elsewhere) is not written: no index entry could name it. */
+        size_t kept = 0;
+        for (size_t s = 0; !rc && s < nf; s++) {
+            if (!f[s].n && (kept || s + 1 < nf)) {
+                free(f[s].idx);
+                free(f[s].name);
+                continue;
+            }
+            f[kept++] = f[s];
+        }
+        if (!rc)
+            nf = kept;
     } else {
         for (size_t i = 0; i < n && !rc;) {
             size_t e = i;
@@ -1651,12 +1690,78 @@ static int emit_file(int fd, const char *label, void *arg, ct_err *err)
 
 /* Source shards: a file, a directory's model.safetensors, or the shards
  * its model.safetensors.index.json names. */
+static int view_reader(void *ctx, uint64_t off, uint64_t len, void *buf, ct_err *err)
+{
+    return ct_view_read(ctx, off, len, buf, err);
+}
+
+/* If src is a compressed checkpoint (some tensor of its dense view is
+ * decoded), make its dense views the shards to compress, so that mkct
+ * converts between compressed formats as it does from dense ones; the
+ * views leave out the old quantization parameters (the new ones are
+ * observed from the decoded weights).  Returns 0 with j->vsrc NULL for a
+ * source that is dense, or that cannot be opened as a checkpoint (its
+ * error kept in j->vsrc_err for plan() to report if it proves compressed). */
+static int open_views(job *j, const char *src, int *had_index, ct_err *err)
+{
+    ct_source *s;
+    int rc;
+    if (ct_source_open(src, NULL, &s, &j->vsrc_err))
+        return 0;
+    int compressed = 0;
+    for (size_t i = 0; i < ct_source_ntensors(s) && !compressed; i++)
+        compressed = strcmp(ct_source_tensor(s, i)->format, "dense") != 0;
+    if (!compressed) {
+        ct_source_close(s);
+        return 0;
+    }
+    j->vsrc = s;
+    j->nsh = ct_source_nshards(s);
+    j->st = calloc(j->nsh + 1, sizeof *j->st);
+    j->views = calloc(j->nsh + 1, sizeof *j->views);
+    j->shard_names = calloc(j->nsh + 1, sizeof *j->shard_names);
+    if (!j->st || !j->views || !j->shard_names)
+        return oom(err);
+    for (size_t sh = 0; sh < j->nsh; sh++) {
+        const char *name = ct_source_is_dir(s) ? ct_source_shard_name(s, sh) : src;
+        if (!(j->shard_names[sh] = strdup(name)))
+            return oom(err);
+        if ((rc = ct_view_new(s, sh, &j->views[sh], err)))
+            return rc;
+        size_t hs = ct_view_header_size(j->views[sh]);
+        char *h = malloc(hs);
+        if (!h)
+            return oom(err);
+        rc = ct_view_read(j->views[sh], 0, hs, h, err);
+        if (!rc)
+            rc = ct_st_parse(name, h + 8, hs - 8, ct_view_size(j->views[sh]), &j->st[sh], err);
+        free(h);
+        if (rc)
+            return rc;
+        ct_st_set_reader(j->st[sh], view_reader, j->views[sh]);
+    }
+    const cJSON *meta = ct_source_index_metadata(s);
+    if (ct_source_is_dir(s)) {
+        struct stat sb;
+        char *ixp = ct_path_join(src, "model.safetensors.index.json");
+        if (!ixp)
+            return oom(err);
+        *had_index = stat(ixp, &sb) == 0;
+        free(ixp);
+    }
+    if (meta && !(j->index_meta = cJSON_Duplicate(meta, 1)))
+        return oom(err);
+    return 0;
+}
+
 static int open_sources(job *j, const char *src, int is_dir, int *had_index, ct_err *err)
 {
     int rc = 0;
     char *text = NULL;
     cJSON *index = NULL;
     *had_index = 0;
+    if ((rc = open_views(j, src, had_index, err)) || j->vsrc)
+        return rc;
     if (!is_dir) {
         j->nsh = 1;
         j->st = calloc(1, sizeof *j->st);
@@ -1737,6 +1842,10 @@ static void close_sources(job *j)
     free(j->st);
     free(j->shard_names);
     cJSON_Delete(j->index_meta);
+    for (size_t s = 0; j->views && s < j->nsh; s++)
+        ct_view_free(j->views[s]);
+    free(j->views);
+    ct_source_close(j->vsrc);
 }
 
 int ct_compress(const char *src, const char *dst, const ct_compress_opts *opt, ct_err *err)

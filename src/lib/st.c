@@ -17,6 +17,8 @@
 struct ct_st {
     char *path;
     int fd;
+    ct_st_reader reader;  /* or, instead of fd, this (ct_st_set_reader) */
+    void *reader_ctx;
     uint64_t file_size;
     uint64_t data_off;
     struct timespec mtime;
@@ -487,6 +489,8 @@ int ct_st_pread(const ct_st *st, const ct_st_tensor *t, uint64_t off,
     if (off > size || len > size - off)
         return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': read of %" PRIu64 " bytes at %" PRIu64
                        " is outside its %" PRIu64 " bytes", st->path, t->name, len, off, size);
+    if (st->reader)
+        return st->reader(st->reader_ctx, st->data_off + t->begin + off, len, buf, err);
     if (st->fd < 0)
         return ct_fail(err, CT_EIO, "%s: no file behind this header", st->path);
     int rc = ct_pread_full(st->fd, buf, len, st->data_off + t->begin + off, st->path, err);
@@ -494,6 +498,12 @@ int ct_st_pread(const ct_st *st, const ct_st_tensor *t, uint64_t off,
         return ct_fail(err, CT_ECHANGED, "%s: file changed since it was opened (tensor '%s')",
                        st->path, t->name);
     return rc;
+}
+
+void ct_st_set_reader(ct_st *st, ct_st_reader read, void *ctx)
+{
+    st->reader = read;
+    st->reader_ctx = ctx;
 }
 
 void ct_st_advise(const ct_st *st, const ct_st_tensor *t, uint64_t off, uint64_t len)

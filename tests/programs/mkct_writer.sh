@@ -355,4 +355,62 @@ sed 's/"group_size": 128/"group_size": 96/' "$c/config.json" >"$TMP/g96.json"
 expect_exit 3 "group size not dividing the columns" "$MKCT" --config "$TMP/g96.json" "$TMP/ct-0.18.0_w4a16_g128_sym_bf16.bare" "$TMP/x.safetensors"
 check "the message says why" grep -q "not divisible by group size 96" "$TMP/err"
 check "failed runs leave no output" sh -c "! ls '$TMP' | grep -q '^x.safetensors'"
+
+# Converting a compressed checkpoint: mkct reads it through its dense view.
+# Every case converted to sparse-bitmask (lossless) decodes to the same
+# dense checkpoint as the case itself; a sparse case converted with its own
+# config gives upstream's file again; the sharded case keeps its shards but
+# one that would hold nothing (its source shard held only pieces of modules
+# stored elsewhere).
+for c in "$REFVECTORS"/ct-*/*/model.safetensors "$REFVECTORS"/ct-*/*/sharded; do
+    name=$(echo "${c#$REFVECTORS/}" | tr / _)
+    if [ -d "$c" ]; then o=$TMP/tc.$name ext=; else o=$TMP/tc.$name.safetensors ext=.safetensors; fi
+    "$MKCT" -q --format sparse-bitmask "$c" "$o" 2>"$TMP/err" || { not_ok "$name: conversion to sparse-bitmask failed: $(cat "$TMP/err")"; continue; }
+    "$MKCT" -q --format dense "$o" "$TMP/tcd.$name$ext" && "$MKCT" -q --format dense "$c" "$TMP/tce.$name$ext" || { not_ok "$name: decoding failed"; continue; }
+    if [ -d "$c" ]; then
+        check "$name: compressed -> sparse-bitmask -> dense equals its own dense shards" /usr/bin/python3 - "$TMP/tcd.$name" "$TMP/tce.$name" <<'PY'
+import json, os, struct, sys
+def tensors(f):
+    b = open(f, "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+    return {k: (v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items()}
+got, want = sys.argv[1], sys.argv[2]
+shards = sorted(f for f in os.listdir(want) if f.endswith(".safetensors"))
+assert len(shards) > 1, shards
+for f in shards:
+    w = tensors(os.path.join(want, f))
+    if os.path.exists(os.path.join(got, f)):
+        assert open(os.path.join(got, f), "rb").read() == open(os.path.join(want, f), "rb").read(), f
+    else:
+        assert w == {}, (f, "missing, but its dense shard holds", sorted(w))
+PY
+    else
+        check "$name: compressed -> sparse-bitmask -> dense equals its own dense view" cmp -s "$TMP/tcd.$name$ext" "$TMP/tce.$name$ext"
+    fi
+done
+for c in "$REFVECTORS"/ct-0.14.0.1/sparse_*; do
+    name=$(echo "${c#$REFVECTORS/}" | tr / _)
+    "$MKCT" -q --config "$c/config.json" "$c/model.safetensors" "$TMP/again.$name.safetensors"
+    check "$name: upstream's compressed file converted with its own config is upstream's file" \
+        same_as_upstream "$TMP/again.$name.safetensors" "$c/model.safetensors"
+done
+sh_src=$REFVECTORS/ct-0.14.0.1/sparse_bitmask/sharded
+"$MKCT" -q --config "$sh_src/config.json" "$sh_src" "$TMP/again.sharded"
+check "the sharded case converted with its own config: every shard in the index exists, no other" /usr/bin/python3 - "$TMP/again.sharded" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+named = set(json.load(open(os.path.join(d, "model.safetensors.index.json")))["weight_map"].values())
+files = set(f for f in os.listdir(d) if f.endswith(".safetensors"))
+assert named == files and len(files) > 1, (named, files)
+PY
+"$MKCT" --sample "$TMP/smp" >/dev/null 2>&1
+"$MKCT" -q --scheme W4A16 "$TMP/smp/compressed" "$TMP/smp.tc" && "$MKCT" -q --scheme W4A16 "$TMP/smp/reference.safetensors" "$TMP/smp.ref.safetensors"
+check "W4A16 from the compressed sample equals W4A16 from its dense tensors" cmp -s "$TMP/smp.tc/model.safetensors" "$TMP/smp.ref.safetensors"
+expect_exit 0 "--verify of that conversion against the compressed source" "$MKCT" -q --verify "$TMP/smp/compressed" "$TMP/smp.tc"
+# a compressed source that cannot be decoded is refused, not copied as is
+cp -r "$TMP/smp/compressed" "$TMP/smp.bad"
+sed 's/"num_bits": 4/"num_bits": NaN/' "$TMP/smp/compressed/config.json" >"$TMP/smp.bad/config.json"
+expect_exit 3 "a compressed source with a bad config" "$MKCT" -q --scheme W8A16 "$TMP/smp.bad" "$TMP/smp.bad.out"
+check "...the message says the source is compressed and why it cannot be decoded" \
+    grep -q "is stored compressed, and the source cannot be decoded: .*num_bits must be an integer" "$TMP/err"
+check "...and nothing is written" [ ! -e "$TMP/smp.bad.out" ]
 finish
