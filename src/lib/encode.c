@@ -1638,6 +1638,8 @@ static int emit_dir(const char *tmp, void *arg, ct_err *err)
         if (!rc) {
             cJSON_DeleteItemFromObjectCaseSensitive(cfgj, "quantization_config");
             cJSON_DeleteItemFromObjectCaseSensitive(cfgj, "compression_config");
+            if (j->vsrc)   /* a converted source's SparseML-era config described its old compression */
+                cJSON_DeleteItemFromObjectCaseSensitive(cfgj, "sparsity_config");
             cJSON_AddItemToObject(cfgj, "quantization_config", cJSON_Duplicate(d->qj, 1));
             if (ct_pyjson_write(&b, cfgj, 1) || ct_buf_putc(&b, '\n'))
                 rc = oom(err);

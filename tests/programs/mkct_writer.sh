@@ -402,6 +402,22 @@ named = set(json.load(open(os.path.join(d, "model.safetensors.index.json")))["we
 files = set(f for f in os.listdir(d) if f.endswith(".safetensors"))
 assert named == files and len(files) > 1, (named, files)
 PY
+# a SparseML-era source (top-level sparsity_config): the converted
+# config.json holds the new config, not the old one beside it
+mkdir -p "$TMP/sml"
+cp "$REFVECTORS/ct-0.14.0.1/sparse_bitmask/model.safetensors" "$TMP/sml/"
+/usr/bin/python3 - "$REFVECTORS/ct-0.14.0.1/sparse_bitmask/config.json" "$TMP/sml/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["sparsity_config"] = c.pop("quantization_config")["sparsity_config"]; c["hidden_size"] = 8
+json.dump(c, open(sys.argv[2], "w"), indent=2)
+PY
+"$MKCT" -q --scheme W8A16 "$TMP/sml" "$TMP/sml.out"
+check "a SparseML-era source converted: config.json keeps its fields, the old sparsity_config gone" /usr/bin/python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert sorted(d) == ["hidden_size", "quantization_config"] and d["hidden_size"] == 8, d
+assert d["quantization_config"]["config_groups"]["group_0"]["weights"]["num_bits"] == 8, d
+' "$TMP/sml.out/config.json"
 "$MKCT" --sample "$TMP/smp" >/dev/null 2>&1
 "$MKCT" -q --scheme W4A16 "$TMP/smp/compressed" "$TMP/smp.tc" && "$MKCT" -q --scheme W4A16 "$TMP/smp/reference.safetensors" "$TMP/smp.ref.safetensors"
 check "W4A16 from the compressed sample equals W4A16 from its dense tensors" cmp -s "$TMP/smp.tc/model.safetensors" "$TMP/smp.ref.safetensors"
