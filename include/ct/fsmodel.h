@@ -64,6 +64,10 @@ void ct_fs_free(ct_fs *fs);
 size_t ct_fs_hidden(const ct_fs *fs);
 
 const ct_fs_node *ct_fs_get(const ct_fs *fs, uint64_t ino);   /* NULL if none */
+size_t ct_fs_count(const ct_fs *fs);   /* nodes; inos run from 1 to this */
+/* Bytes of the dense checkpoint the tree shows: every file but those under
+ * tensors/ (the same bytes again) and the statistics file. */
+uint64_t ct_fs_checkpoint_bytes(const ct_fs *fs);
 uint64_t ct_fs_lookup(const ct_fs *fs, uint64_t parent, const char *name);   /* 0 if none */
 ct_cache *ct_fs_cache(ct_fs *fs);
 int ct_fs_cached_kind(ct_fs_kind k);   /* decoded through the cache */

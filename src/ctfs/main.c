@@ -476,8 +476,11 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 {
     (void)ino;
+    /* df shows the dense checkpoint's size as used, nothing free */
     struct statvfs s = {0};
     s.f_bsize = s.f_frsize = 4096;
+    s.f_blocks = (fsblkcnt_t)((ct_fs_checkpoint_bytes(g.fs) + 4095) / 4096);
+    s.f_files = (fsfilcnt_t)ct_fs_count(g.fs);
     s.f_namemax = 255;
     s.f_flag = ST_RDONLY;
     fuse_reply_statfs(req, &s);

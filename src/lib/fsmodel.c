@@ -303,6 +303,19 @@ const ct_fs_node *ct_fs_get(const ct_fs *fs, uint64_t ino)
     return ino >= 1 && ino <= fs->n ? &fs->nodes[ino - 1] : NULL;
 }
 
+size_t ct_fs_count(const ct_fs *fs) { return fs->n; }
+
+uint64_t ct_fs_checkpoint_bytes(const ct_fs *fs)
+{
+    uint64_t total = 0;
+    for (size_t i = 0; i < fs->n; i++) {
+        ct_fs_kind k = fs->nodes[i].kind;
+        if (k == CT_FS_VIEW || k == CT_FS_BYTES || k == CT_FS_PASSTHRU)
+            total += fs->nodes[i].size;
+    }
+    return total;
+}
+
 uint64_t ct_fs_lookup(const ct_fs *fs, uint64_t parent, const char *name)
 {
     const ct_fs_node *p = ct_fs_get(fs, parent);

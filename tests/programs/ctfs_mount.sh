@@ -399,4 +399,15 @@ if mount_ctfs "$kq/model.safetensors" "$TMP/mnt.kq" -o keep_qparams; then
 else
     not_ok "keep_qparams: mount failed: $(cat "$TMP/ctfs.err")"
 fi
+# statfs: df shows the dense checkpoint's size (every file but tensors/),
+# in 4 KiB blocks, none free, and one inode per file and directory
+if mount_ctfs "$TMP/snap" "$TMP/mnt.df"; then
+    check "df: the dense checkpoint's size, nothing free; every node counted" sh -c "
+        want=\$(find '$TMP/mnt.df' -path '$TMP/mnt.df/tensors' -prune -o -type f -printf '%s\n' | awk '{ s += \$1 } END { print int((s + 4095) / 4096) }')
+        set -- \$(stat -f -c '%b %f %S %c' '$TMP/mnt.df')
+        [ \"\$1 \$2 \$3\" = \"\$want 0 4096\" ] && [ \"\$4\" = \$(find '$TMP/mnt.df' | wc -l) ] && [ \$want -gt 1 ]"
+    unmount_ctfs "$TMP/mnt.df"
+else
+    not_ok "df mount failed: $(cat "$TMP/ctfs.err")"
+fi
 finish
