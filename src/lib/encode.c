@@ -1690,8 +1690,6 @@ static int emit_file(int fd, const char *label, void *arg, ct_err *err)
     return rc;
 }
 
-/* Source shards: a file, a directory's model.safetensors, or the shards
- * its model.safetensors.index.json names. */
 static int view_reader(void *ctx, uint64_t off, uint64_t len, void *buf, ct_err *err)
 {
     return ct_view_read(ctx, off, len, buf, err);
@@ -1756,6 +1754,8 @@ static int open_views(job *j, const char *src, int *had_index, ct_err *err)
     return 0;
 }
 
+/* Source shards: a file, a directory's model.safetensors, or the shards
+ * its model.safetensors.index.json names. */
 static int open_sources(job *j, const char *src, int is_dir, int *had_index, ct_err *err)
 {
     int rc = 0;
