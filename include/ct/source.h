@@ -22,6 +22,8 @@ typedef struct ct_source ct_source;
 typedef struct ct_open_opts {
     const char *config_path;   /* explicit --config FILE, or NULL */
     int keep_qparams;          /* keep weight_scale, zero points, g_idx, ... */
+    int keep_activation_qparams;   /* keep only activation and kv-cache scales
+                                      and zero points (input_*, output_*, k/v/q_scale) */
 } ct_open_opts;
 
 typedef struct ct_tensor {

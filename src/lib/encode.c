@@ -1698,15 +1698,17 @@ static int view_reader(void *ctx, uint64_t off, uint64_t len, void *buf, ct_err 
 /* If src is a compressed checkpoint (some tensor of its dense view is
  * decoded), make its dense views the shards to compress, so that mkct
  * converts between compressed formats as it does from dense ones; the
- * views leave out the old quantization parameters (the new ones are
- * observed from the decoded weights).  Returns 0 with j->vsrc NULL for a
+ * views leave out the old weights' quantization parameters (the new ones
+ * are observed from the decoded weights) but keep the calibrated
+ * activation and kv-cache scales, as a dense source's are kept.  Returns 0 with j->vsrc NULL for a
  * source that is dense, or that cannot be opened as a checkpoint (its
  * error kept in j->vsrc_err for plan() to report if it proves compressed). */
 static int open_views(job *j, const char *src, int *had_index, ct_err *err)
 {
     ct_source *s;
     int rc;
-    if (ct_source_open(src, NULL, &s, &j->vsrc_err))
+    ct_open_opts oo = {.keep_activation_qparams = 1};
+    if (ct_source_open(src, &oo, &s, &j->vsrc_err))
         return 0;
     int compressed = 0;
     for (size_t i = 0; i < ct_source_ntensors(s) && !compressed; i++)

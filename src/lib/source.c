@@ -28,7 +28,7 @@ struct ct_source {
     ct_strmap *byname;
     size_t *shard_idx;      /* tensor indexes grouped by shard, each group in name order: */
     size_t *shard_start;    /* shard f's are shard_idx[shard_start[f] .. shard_start[f + 1]) */
-    int keep_qparams;
+    int keep_qparams, keep_act_qparams;
     size_t ndropped;        /* quantization parameters left out of the dense view, */
     uint64_t dropped_bytes; /* not counted in any decoded tensor's stored bytes */
     cJSON *index_meta;      /* the index's "metadata" object (numbers with their text), or NULL */
@@ -47,6 +47,11 @@ static const char *const param_names[NPARAM] = {
     "input_scale", "input_zero_point", "input_global_scale", "output_scale", "output_zero_point",
     "k_scale", "v_scale", "q_scale", "scale_packed", "meta",
 };
+/* Quantization parameters of activations and the kv cache (a subset of
+ * qparam_mask, below): kept with keep_activation_qparams. */
+static const unsigned long act_qparam_mask =
+    1ul << P_INPUT_SCALE | 1ul << P_INPUT_ZP | 1ul << P_INPUT_GSCALE | 1ul << P_OUTPUT_SCALE
+    | 1ul << P_OUTPUT_ZP | 1ul << P_K_SCALE | 1ul << P_V_SCALE | 1ul << P_Q_SCALE;
 /* Quantization parameters: dropped from the dense view unless kept. */
 static const unsigned long qparam_mask =
     1ul << P_WEIGHT_SCALE | 1ul << P_WEIGHT_ZP | 1ul << P_WEIGHT_G_IDX | 1ul << P_WEIGHT_GSCALE
@@ -796,7 +801,8 @@ static int build_module(ct_source *s, module *m, ct_err *err)
         if (!ref->t)
             continue;
         if ((qparam_mask >> p) & 1ul) {
-            if (!s->keep_qparams) {   /* dropped; kept ones pass through as stored */
+            if (!s->keep_qparams && !(s->keep_act_qparams && ((act_qparam_mask >> p) & 1ul))) {
+                /* dropped; kept ones pass through as stored */
                 if (!((m->used >> p) & 1ul)) {
                     s->ndropped++;
                     s->dropped_bytes += ref->t->end - ref->t->begin;
@@ -932,6 +938,7 @@ int ct_source_open(const char *path, const ct_open_opts *o, ct_source **out, ct_
         return ct_fail(err, CT_ENOMEM, "out of memory");
     int rc;
     s->keep_qparams = o && o->keep_qparams;
+    s->keep_act_qparams = o && o->keep_activation_qparams;
     if (!(s->path = strdup(path)))
         rc = ct_fail(err, CT_ENOMEM, "out of memory");
     else if (!(rc = open_files(s, err)) && !(rc = find_config(s, o, err)))

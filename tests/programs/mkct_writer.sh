@@ -422,6 +422,27 @@ assert d["quantization_config"]["config_groups"]["group_0"]["weights"]["num_bits
 "$MKCT" -q --scheme W4A16 "$TMP/smp/compressed" "$TMP/smp.tc" && "$MKCT" -q --scheme W4A16 "$TMP/smp/reference.safetensors" "$TMP/smp.ref.safetensors"
 check "W4A16 from the compressed sample equals W4A16 from its dense tensors" cmp -s "$TMP/smp.tc/model.safetensors" "$TMP/smp.ref.safetensors"
 expect_exit 0 "--verify of that conversion against the compressed source" "$MKCT" -q --verify "$TMP/smp/compressed" "$TMP/smp.tc"
+# FP8 with static activations: the calibrated input_scale tensors of a
+# compressed source are kept (its weight scales are not: new ones are
+# observed), and FP8 -> FP8 gives the same file again (the largest weight
+# decodes to exactly 448 x its scale, so the observer finds the same scale)
+/usr/bin/python3 - "$TMP/smp/reference.safetensors" "$TMP/smp.in.safetensors" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+blobs = [(k, v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items()]
+for i, (k, d, s, _) in enumerate(list(blobs)):
+    if k.endswith("_proj.weight"):
+        blobs.append((k[:-7] + ".input_scale", "BF16", [1], struct.pack("<H", 0x3c00 + 37 * i)))
+hdr, off = {}, 0
+for k, d, s, raw in blobs:
+    hdr[k] = {"dtype": d, "shape": s, "data_offsets": [off, off + len(raw)]}; off += len(raw)
+hj = json.dumps(hdr).encode(); hj += b" " * (-len(hj) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hj)) + hj + b"".join(r for *_, r in blobs))
+PY
+"$MKCT" -q --scheme FP8 --ignore lm_head --ignore 're:.*embed_tokens' "$TMP/smp.in.safetensors" "$TMP/fp8a.safetensors"
+"$MKCT" -q --scheme FP8 --ignore lm_head --ignore 're:.*embed_tokens' "$TMP/fp8a.safetensors" "$TMP/fp8b.safetensors" 2>"$TMP/err"
+check "FP8 (static activations) converted to FP8: the same file (input scales kept)" cmp -s "$TMP/fp8a.safetensors" "$TMP/fp8b.safetensors"
+check "...and it holds the 14 calibrated input scales" sh -c "[ \$('$CTLS' --keep-qparams '$TMP/fp8b.safetensors' | grep -c '\.input_scale ') = 14 ]"
 # a compressed source that cannot be decoded is refused, not copied as is
 cp -r "$TMP/smp/compressed" "$TMP/smp.bad"
 sed 's/"num_bits": 4/"num_bits": NaN/' "$TMP/smp/compressed/config.json" >"$TMP/smp.bad/config.json"
