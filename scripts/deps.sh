@@ -18,5 +18,5 @@ ct_install_deps() {
 
 # Tests that run again under AddressSanitizer/UBSan (no FUSE mounts there).
 ct_sanitizer_tests() {
-    echo tests/unit/check_dtype tests/unit/check_st tests/unit/check_refvectors tests/unit/check_malformed tests/unit/check_kernels tests/unit/check_cache tests/programs/refvectors.sh tests/programs/cli.sh tests/programs/formats.sh tests/programs/mkct_writer.sh
+    echo tests/unit/check_dtype tests/unit/check_st tests/unit/check_refvectors tests/unit/check_malformed tests/unit/check_kernels tests/unit/check_cache tests/unit/check_config tests/programs/refvectors.sh tests/programs/cli.sh tests/programs/formats.sh tests/programs/mkct_writer.sh
 }
