@@ -118,5 +118,9 @@ typedef int (*ct_file_fill)(int fd, const char *label, void *arg, ct_err *err);
 int ct_write_file_atomic(const char *dst, ct_file_fill fill, void *arg, ct_err *err);
 /* Escape a tensor name for printing: control characters and backslash as \xHH. */
 char *ct_escape_name(const char *name);
+/* Terminal columns a UTF-8 string takes: East Asian wide characters and
+ * emoji 2, combining marks 0, every other character 1 (a byte that does
+ * not start a valid sequence counts as 1). */
+size_t ct_display_width(const char *s);
 
 #endif

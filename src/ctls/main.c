@@ -118,7 +118,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "ctls: out of memory\n");
             return 6;
         }
-        if (strlen(names[i]) > wn) wn = strlen(names[i]);
+        if (ct_display_width(names[i]) > wn) wn = ct_display_width(names[i]);
         if (strlen(shapes[i]) > ws) ws = strlen(shapes[i]);
         if (strlen(t->format) > wf) wf = strlen(t->format);
         if (strlen(ct_dtype_name(t->dtype)) > wd) wd = strlen(ct_dtype_name(t->dtype));   /* F8_E4M3FNUZ */
@@ -127,8 +127,9 @@ int main(int argc, char **argv)
            "FORMAT", "STORED", "DENSE", "RATIO");
     for (size_t i = 0; i < n; i++) {
         const ct_tensor *t = ct_source_tensor(src, i);
-        printf("%-*s  %-*s  %-*s  %-*s  %12" PRIu64 "  %12" PRIu64 "  %6.2fx\n", (int)wn, names[i],
-               (int)wd, ct_dtype_name(t->dtype), (int)ws, shapes[i], (int)wf, t->format, t->stored_bytes, t->nbytes,
+        /* names padded by their display width (printf pads by bytes) */
+        printf("%s%*s  %-*s  %-*s  %-*s  %12" PRIu64 "  %12" PRIu64 "  %6.2fx\n", names[i],
+               (int)(wn - ct_display_width(names[i])), "", (int)wd, ct_dtype_name(t->dtype), (int)ws, shapes[i], (int)wf, t->format, t->stored_bytes, t->nbytes,
                ratio(t->nbytes, t->stored_bytes));
         tot_stored += t->stored_bytes;
         tot_dense += t->nbytes;

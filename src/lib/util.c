@@ -362,6 +362,48 @@ char *ct_escape_name(const char *name)
     return b.data;
 }
 
+static int wide(uint32_t c)
+{
+    return (c >= 0x1100 && c <= 0x115f) || (c >= 0x2e80 && c <= 0x303e) || (c >= 0x3041 && c <= 0x33ff)
+           || (c >= 0x3400 && c <= 0x4dbf) || (c >= 0x4e00 && c <= 0x9fff) || (c >= 0xa000 && c <= 0xa4cf)
+           || (c >= 0xac00 && c <= 0xd7a3) || (c >= 0xf900 && c <= 0xfaff) || (c >= 0xfe30 && c <= 0xfe4f)
+           || (c >= 0xff00 && c <= 0xff60) || (c >= 0xffe0 && c <= 0xffe6) || (c >= 0x1f300 && c <= 0x1f64f)
+           || (c >= 0x1f900 && c <= 0x1f9ff) || (c >= 0x20000 && c <= 0x3fffd);
+}
+
+static int combining(uint32_t c)
+{
+    return (c >= 0x300 && c <= 0x36f) || (c >= 0x1ab0 && c <= 0x1aff) || (c >= 0x1dc0 && c <= 0x1dff)
+           || (c >= 0x20d0 && c <= 0x20ff) || (c >= 0xfe20 && c <= 0xfe2f) || c == 0x200b || c == 0x200c
+           || c == 0x200d || (c >= 0xfe00 && c <= 0xfe0f);
+}
+
+size_t ct_display_width(const char *str)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t w = 0;
+    while (*s) {
+        uint32_t c = *s;
+        int n = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : -1;
+        int ok = n >= 0;
+        if (n > 0) {
+            c &= 0x3f >> n;
+            for (int k = 1; k <= n && ok; k++) {
+                ok = (s[k] & 0xc0) == 0x80;
+                c = c << 6 | (s[k] & 0x3f);
+            }
+        }
+        if (!ok) {
+            w++;
+            s++;
+            continue;
+        }
+        w += combining(c) ? 0 : wide(c) ? 2 : 1;
+        s += n + 1;
+    }
+    return w;
+}
+
 int ct_copy_file(const char *from, const char *to, ct_err *err)
 {
     /* O_NONBLOCK: a FIFO put in place of the file must not hang us */

@@ -147,6 +147,27 @@ assert q["dense_bytes"] == 16 * 37 * 4, q
 assert d["total"]["dense_bytes"] == sum(x["dense_bytes"] for x in d["tensors"])
 ' "$TMP/json"
 
+# Names in other scripts: the columns stay aligned on a terminal (a CJK
+# character takes two columns, a combining accent none)
+/usr/bin/python3 - "$TMP/uni.safetensors" <<'PY'
+import json, struct, sys
+names = ["\u6a21\u578b.\u6743\u91cd", "caf\u00e9.weight", "e\u0301t\u00e9", "plain.weight", "\U0001f642.bias"]
+hdr, off = {}, 0
+for n in names:
+    hdr[n] = {"dtype": "U8", "shape": [2], "data_offsets": [off, off + 2]}; off += 2
+h = json.dumps(hdr).encode(); h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(off))
+PY
+"$CTLS" "$TMP/uni.safetensors" >"$TMP/uni.out"
+check "ctls aligns its columns for wide and combining characters" /usr/bin/python3 -c '
+import sys, unicodedata
+def width(s):
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in s)
+lines = open(sys.argv[1], encoding="utf-8").read().splitlines()[:6]
+cols = {width(l[:l.index("U8" if i else "DTYPE")]) for i, l in enumerate(lines)}
+assert len(lines) == 6 and len(cols) == 1, (cols, lines)
+' "$TMP/uni.out"
+
 # Control characters in names are escaped, never printed raw.
 /usr/bin/python3 - "$TMP/odd.safetensors" <<'PY'
 import json, struct, sys
