@@ -81,7 +81,8 @@ int ct_copy_file(const char *from, const char *to, ct_err *err);
  * everything in dir and below it, as paths relative to dir, sorted by path
  * (a directory comes before what it holds).  Left out at the top level:
  * config.json and model.safetensors.index.json, which every caller
- * rewrites, and the names in skip (NULL entries ignored), the shards.  Regular files and
+ * rewrites, the names in skip (NULL entries ignored), the shards, and at
+ * the top of a ctfs mount (it holds .ctfs-stats) its tensors/.  Regular files and
  * directories only; names starting with '.' are left out (.git, .cache,
  * .gitattributes).  Symbolic links are followed (a Hugging Face cache
  * snapshot is made of them), except to a directory on their own path (a

@@ -470,11 +470,21 @@ static int list_tree(const char *abs, const char *rel, int depth, dev_t *devs, i
     if (!d)
         return ct_fail(err, CT_EIO, "%s: cannot list: %s", abs, strerror(errno));
     int rc = 0;
+    /* the top of a ctfs mount: its tensors/ holds the checkpoint's
+     * tensors again, one file each (raw and .npy), not files of the model */
+    int ctfs_mount = 0;
+    if (!depth) {
+        struct stat sb;
+        char *stats = ct_path_join(abs, ".ctfs-stats");
+        ctfs_mount = stats && stat(stats, &sb) == 0 && S_ISREG(sb.st_mode);
+        free(stats);
+    }
     struct dirent *de;
     while (!rc && (de = readdir(d))) {
         const char *nm = de->d_name;
         int skipped = nm[0] == '.'
-                      || (!depth && (!strcmp(nm, "config.json") || !strcmp(nm, "model.safetensors.index.json")));
+                      || (!depth && (!strcmp(nm, "config.json") || !strcmp(nm, "model.safetensors.index.json")
+                                     || (ctfs_mount && !strcmp(nm, "tensors"))));
         for (size_t i = 0; i < nskip && !depth && !skipped; i++)
             skipped = skip[i] && !strcmp(nm, skip[i]);
         if (skipped)

@@ -399,6 +399,16 @@ if mount_ctfs "$kq/model.safetensors" "$TMP/mnt.kq" -o keep_qparams; then
 else
     not_ok "keep_qparams: mount failed: $(cat "$TMP/ctfs.err")"
 fi
+# A mount used as a source (mkct reading a ctfs mount, or ctfs on top of
+# one): the model is copied, not the mount's tensors/ (the same tensors
+# again, raw and .npy)
+if mount_ctfs "$TMP/snap" "$TMP/mnt.src"; then
+    "$MKCT" -q --format dense "$TMP/mnt.src" "$TMP/from.mount" 2>"$TMP/err" || not_ok "mkct from a mount: $(cat "$TMP/err")"
+    check "mkct --format dense of a mount: the same tree as of the source, no tensors/" diff -r "$TMP/snap.dense" "$TMP/from.mount"
+    unmount_ctfs "$TMP/mnt.src"
+else
+    not_ok "mount as source failed: $(cat "$TMP/ctfs.err")"
+fi
 # statfs: df shows the dense checkpoint's size (every file but tensors/),
 # in 4 KiB blocks, none free, and one inode per file and directory
 if mount_ctfs "$TMP/snap" "$TMP/mnt.df"; then
