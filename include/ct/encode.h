@@ -35,6 +35,7 @@ typedef struct ct_compress_opts {
     uint64_t shard_size;        /* 0: one output file per source shard; else split (dst is a directory) */
     ct_compress_progress progress;
     void *progress_ctx;
+    size_t *compressed;         /* if not NULL: set to the number of weights compressed */
 } ct_compress_opts;
 
 /* Compress src (a .safetensors file, or a model directory: model.safetensors

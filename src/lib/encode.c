@@ -1888,6 +1888,11 @@ int ct_compress(const char *src, const char *dst, const ct_compress_opts *opt, c
     }
     if ((rc = open_sources(&j, src, src_dir, &had_index, err)) || (rc = plan(&j, err)))
         goto out;
+    if (opt->compressed) {
+        *opt->compressed = 0;
+        for (size_t i = 0; i < j.nu; i++)
+            *opt->compressed += j.u[i].kind != U_PASS;
+    }
     if ((j.spill_fd = open_spill(dst, err)) < 0) {
         rc = err ? err->code : CT_EIO;
         goto out;

@@ -168,6 +168,19 @@ cols = {width(l[:l.index("U8" if i else "DTYPE")]) for i, l in enumerate(lines)}
 assert len(lines) == 6 and len(cols) == 1, (cols, lines)
 ' "$TMP/uni.out"
 
+# A config whose targets match nothing: written, and said
+/usr/bin/python3 - "$TMP/tiny.safetensors" <<'PY'
+import json, struct, sys
+hdr = {"m.weight": {"dtype": "BF16", "shape": [2, 128], "data_offsets": [0, 512]}}
+h = json.dumps(hdr).encode(); h += b" " * (-len(h) % 8)
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + bytes(range(256)) * 2)
+PY
+"$MKCT" --scheme W4A16 --targets 're:nomatch' "$TMP/tiny.safetensors" "$TMP/nomatch.safetensors" 2>"$TMP/err"
+check "targets matching nothing: mkct says nothing was compressed" \
+    grep -qx "mkct: note: no weight matched the config's targets (less its ignore list): nothing in $TMP/nomatch.safetensors is compressed" "$TMP/err"
+"$MKCT" --scheme W4A16 "$TMP/tiny.safetensors" "$TMP/match.safetensors" 2>"$TMP/err"
+check "...and says nothing of the kind when a weight matched" sh -c "! grep -q 'no weight matched' '$TMP/err' && '$CTLS' '$TMP/match.safetensors' | grep -q pack-quantized"
+
 # Control characters in names are escaped, never printed raw.
 /usr/bin/python3 - "$TMP/odd.safetensors" <<'PY'
 import json, struct, sys
