@@ -129,8 +129,8 @@ int main(int argc, char **argv)
         const ct_tensor *t = ct_source_tensor(src, i);
         /* names padded by their display width (printf pads by bytes) */
         printf("%s%*s  %-*s  %-*s  %-*s  %12" PRIu64 "  %12" PRIu64 "  %6.2fx\n", names[i],
-               (int)(wn - ct_display_width(names[i])), "", (int)wd, ct_dtype_name(t->dtype), (int)ws, shapes[i], (int)wf, t->format, t->stored_bytes, t->nbytes,
-               ratio(t->nbytes, t->stored_bytes));
+               (int)(wn - ct_display_width(names[i])), "", (int)wd, ct_dtype_name(t->dtype), (int)ws, shapes[i],
+               (int)wf, t->format, t->stored_bytes, t->nbytes, ratio(t->nbytes, t->stored_bytes));
         tot_stored += t->stored_bytes;
         tot_dense += t->nbytes;
         free(names[i]);

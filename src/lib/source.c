@@ -980,6 +980,7 @@ size_t ct_source_dropped(const ct_source *s, uint64_t *bytes)
         *bytes = s->dropped_bytes;
     return s->ndropped;
 }
+
 size_t ct_source_shard_tensors(const ct_source *s, size_t shard, const size_t **idx)
 {
     if (shard >= s->nfiles) {
