@@ -1,4 +1,5 @@
 #include "config.h"
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -515,7 +516,7 @@ static void lut4_ssse3(const uint8_t *p, size_t n, const uint16_t tab[16], uint1
 /* dispatch */
 
 static struct {
-    int init, portable;
+    int portable;
     void (*scatter)(const uint8_t *, uint64_t, uint64_t, const void *, size_t, void *);
     uint64_t (*popcount)(const uint8_t *, uint64_t);
     void (*lut4)(const uint8_t *, size_t, const uint16_t *, uint16_t *);
@@ -572,18 +573,27 @@ static void select_paths(int portable)
 #endif
     K.portable = portable;
     snprintf(K.paths, sizeof K.paths, "scatter=%s popcount=%s lut4=%s dequant=%s fp4=%s", sc, pc, lu, dq, f4);
-    K.init = 1;
 }
 
-static inline void ensure(void)
+/* The paths are chosen once, by whichever thread decodes first (mkct's
+ * workers may all start at once): pthread_once orders that choice before
+ * every use of K. */
+static pthread_once_t k_once = PTHREAD_ONCE_INIT;
+
+static void k_init(void)
 {
-    if (__builtin_expect(!K.init, 0)) {
-        const char *e = getenv("CT_SIMD");
-        select_paths(e && e[0] == '0');
-    }
+    const char *e = getenv("CT_SIMD");
+    select_paths(e && e[0] == '0');
 }
 
-void ct_k_force_portable(int on) { select_paths(on); }
+static inline void ensure(void) { pthread_once(&k_once, k_init); }
+
+/* (tests only, with no decoding under way) */
+void ct_k_force_portable(int on)
+{
+    ensure();
+    select_paths(on);
+}
 const char *ct_k_paths(void) { ensure(); return K.paths; }
 
 void ct_k_scatter(const uint8_t *mask, uint64_t c_lo, uint64_t c_hi, const void *vals, size_t es, void *dst)
