@@ -983,7 +983,6 @@ typedef struct job {
      * parses view s's header and reads from it (transcoding). */
     ct_source *vsrc;
     ct_view **views;
-    ct_err vsrc_err;            /* why the source could not be opened as a checkpoint */
     unit *u;
     size_t nu, next;
     outs out;
@@ -1112,26 +1111,6 @@ static int plan(job *j, ct_err *err)
     if (bad)
         return ct_fail(err, CT_EUNSUPPORTED, "compression config: '%s' is not a regular expression "
                        "mkct can match (POSIX extended, with Python's \\d \\w \\s and (?:...))", bad);
-    /* A source whose compressed tensors could not be decoded (open_views)
-     * must not be taken for a dense one: its pieces would be copied as
-     * they are under the new config. */
-    for (size_t s = 0; s < j->nsh && !j->vsrc && j->vsrc_err.code; s++)
-        for (size_t i = 0; i < ct_st_count(j->st[s]); i++) {
-            const ct_st_tensor *t = ct_st_get(j->st[s], i);
-            int piece = has_suffix(t->name, ".weight_packed") || has_suffix(t->name, ".compressed")
-                        || has_suffix(t->name, ".bitmask") || has_suffix(t->name, ".scale_packed");
-            if (!piece && has_suffix(t->name, ".weight") && !is_float(t->dtype)) {
-                char *n = malloc(strlen(t->name) + 7);
-                if (!n)
-                    return oom(err);
-                sprintf(n, "%s_scale", t->name);
-                piece = find_any(j, s, n).t != NULL;
-                free(n);
-            }
-            if (piece)
-                return ct_fail(err, j->vsrc_err.code, "tensor '%s' is stored compressed, and the source "
-                               "cannot be decoded: %s", t->name, j->vsrc_err.msg);
-        }
     ct_strmap **used = calloc(j->nsh, sizeof *used), *by_module = NULL;
     size_t total = 0;
     for (size_t s = 0; s < j->nsh; s++)
@@ -1695,28 +1674,49 @@ static int view_reader(void *ctx, uint64_t off, uint64_t len, void *buf, ct_err 
     return ct_view_read(ctx, off, len, buf, err);
 }
 
-/* If src is a compressed checkpoint (some tensor of its dense view is
- * decoded), make its dense views the shards to compress, so that mkct
- * converts between compressed formats as it does from dense ones; the
- * views leave out the old weights' quantization parameters (the new ones
- * are observed from the decoded weights) but keep the calibrated
- * activation and kv-cache scales, as a dense source's are kept.  Returns 0 with j->vsrc NULL for a
- * source that is dense, or that cannot be opened as a checkpoint (its
- * error kept in j->vsrc_err for plan() to report if it proves compressed). */
-static int open_views(job *j, const char *src, int *had_index, ct_err *err)
+/* The first stored tensor that is a piece of a compressed weight (packed
+ * or sparse pieces, or integer/FP8 codes beside their weight_scale), or
+ * NULL for a dense source. */
+static const char *compressed_piece(const job *j)
 {
-    ct_source *s;
-    int rc;
+    for (size_t s = 0; s < j->nsh; s++)
+        for (size_t i = 0; i < ct_st_count(j->st[s]); i++) {
+            const ct_st_tensor *t = ct_st_get(j->st[s], i);
+            if (has_suffix(t->name, ".weight_packed") || has_suffix(t->name, ".compressed")
+                || has_suffix(t->name, ".bitmask") || has_suffix(t->name, ".scale_packed"))
+                return t->name;
+            if (has_suffix(t->name, ".weight") && !is_float(t->dtype)) {
+                char n[4096];
+                if (snprintf(n, sizeof n, "%s_scale", t->name) < (int)sizeof n && find_any(j, s, n).t)
+                    return t->name;
+            }
+        }
+    return NULL;
+}
+
+/* A compressed source is converted: its dense views (what mkct --format
+ * dense would write) replace its stored shards as what is compressed, each
+ * a parsed header whose reads decode (ct_st_set_reader).  The views leave
+ * out the old weights' quantization parameters (new ones are observed from
+ * the decoded weights) but keep the calibrated activation and kv-cache
+ * scales, as a dense source's are kept.  piece names a compressed tensor
+ * (in the stored shards, which this closes), for the message when the
+ * source cannot be decoded. */
+static int open_views(job *j, const char *src, const char *piece, ct_err *err)
+{
     ct_open_opts oo = {.keep_activation_qparams = 1};
-    if (ct_source_open(src, &oo, &s, &j->vsrc_err))
-        return 0;
-    int compressed = 0;
-    for (size_t i = 0; i < ct_source_ntensors(s) && !compressed; i++)
-        compressed = strcmp(ct_source_tensor(s, i)->format, "dense") != 0;
-    if (!compressed) {
-        ct_source_close(s);
-        return 0;
+    ct_err e = {0};
+    ct_source *s;
+    int rc = ct_source_open(src, &oo, &s, &e);
+    if (rc)
+        return ct_fail(err, rc, "tensor '%s' is stored compressed, and the source cannot be decoded: %s", piece,
+                       e.msg);
+    for (size_t i = 0; i < j->nsh; i++) {   /* the stored shards: their names and the index stay */
+        ct_st_close(j->st[i]);
+        free(j->shard_names[i]);
     }
+    free(j->st);
+    free(j->shard_names);
     j->vsrc = s;
     j->nsh = ct_source_nshards(s);
     j->st = calloc(j->nsh + 1, sizeof *j->st);
@@ -1742,17 +1742,6 @@ static int open_views(job *j, const char *src, int *had_index, ct_err *err)
             return rc;
         ct_st_set_reader(j->st[sh], view_reader, j->views[sh]);
     }
-    const cJSON *meta = ct_source_index_metadata(s);
-    if (ct_source_is_dir(s)) {
-        struct stat sb;
-        char *ixp = ct_path_join(src, "model.safetensors.index.json");
-        if (!ixp)
-            return oom(err);
-        *had_index = stat(ixp, &sb) == 0;
-        free(ixp);
-    }
-    if (meta && !(j->index_meta = cJSON_Duplicate(meta, 1)))
-        return oom(err);
     return 0;
 }
 
@@ -1764,15 +1753,16 @@ static int open_sources(job *j, const char *src, int is_dir, int *had_index, ct_
     char *text = NULL;
     cJSON *index = NULL;
     *had_index = 0;
-    if ((rc = open_views(j, src, had_index, err)) || j->vsrc)
-        return rc;
     if (!is_dir) {
         j->nsh = 1;
         j->st = calloc(1, sizeof *j->st);
         j->shard_names = calloc(1, sizeof *j->shard_names);
         if (!j->st || !j->shard_names || !(j->shard_names[0] = strdup(src)))
             return oom(err);
-        return ct_st_open(src, &j->st[0], err);
+        if ((rc = ct_st_open(src, &j->st[0], err)))
+            return rc;
+        const char *piece = compressed_piece(j);
+        return piece ? open_views(j, src, piece, err) : 0;
     }
     char *ixp = ct_path_join(src, "model.safetensors.index.json");
     struct stat sb;
@@ -1828,6 +1818,9 @@ static int open_sources(job *j, const char *src, int is_dir, int *had_index, ct_
         if (cJSON_IsObject(meta))
             j->index_meta = cJSON_DetachItemViaPointer(index, meta);
     }
+    const char *piece = rc ? NULL : compressed_piece(j);
+    if (piece)
+        rc = open_views(j, src, piece, err);
 out:
     free(ixp);
     free(text);
