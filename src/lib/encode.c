@@ -1151,7 +1151,12 @@ static int plan(job *j, ct_err *err)
                 rc = ct_fail(err, CT_EUNSUPPORTED, "writing %s is not supported (sparse-bitmask and "
                              "sparse-24-bitmask are)", ct_format_name(cfg->sparse_format));
             }
-            if (!rc && g && g->has_weights) {
+            if (!rc && g && g->has_weights && sparse) {
+                /* the file would claim both; only one of them would be applied */
+                rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': sparsity stacked on quantization (%s over %s) "
+                             "cannot be written; compress with the sparsity config or the quantization alone",
+                             module, ct_format_name(cfg->sparse_format), ct_format_name(fmt));
+            } else if (!rc && g && g->has_weights) {
                 if (fmt == CT_FMT_NVFP4)
                     kind = U_NVFP4;
                 else if (fmt == CT_FMT_PACK || fmt == CT_FMT_INT || fmt == CT_FMT_NAIVE || fmt == CT_FMT_FLOAT)

@@ -356,6 +356,20 @@ expect_exit 3 "group size not dividing the columns" "$MKCT" --config "$TMP/g96.j
 check "the message says why" grep -q "not divisible by group size 96" "$TMP/err"
 check "failed runs leave no output" sh -c "! ls '$TMP' | grep -q '^x.safetensors'"
 
+# Sparsity stacked on quantization is read but not written: refused, not
+# half applied under a config that claims both
+c8=$REFVECTORS/ct-0.18.0/w8a8_channel_sym_bf16
+/usr/bin/python3 - "$c8/config.json" "$TMP/stacked.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["quantization_config"]["sparsity_config"] = {"format": "sparse-24-bitmask", "sparsity_structure": "2:4",
+                                               "targets": ["Linear"], "ignore": ["lm_head"]}
+json.dump(c, open(sys.argv[2], "w"))
+PY
+expect_exit 4 "a config stacking sparsity on quantization" "$MKCT" -q --config "$TMP/stacked.json" "$c8/input.safetensors" "$TMP/stacked.safetensors"
+check "...the message says why" grep -q "sparsity stacked on quantization (sparse-24-bitmask over int-quantized) cannot be written" "$TMP/err"
+check "...and nothing is written" [ ! -e "$TMP/stacked.safetensors" ]
+
 # Converting a compressed checkpoint: mkct reads it through its dense view.
 # Every case converted to sparse-bitmask (lossless) decodes to the same
 # dense checkpoint as the case itself; a sparse case converted with its own
