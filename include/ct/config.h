@@ -53,6 +53,7 @@ typedef struct ct_qgroup {
      * "input_global_scale" for tensor_group (NVFP4) ones; NULL when the
      * activations are dynamic or not quantized. */
     const char *input_param;
+    int static_output;     /* output activations quantized with stored (static) parameters */
 } ct_qgroup;
 
 typedef struct ct_config {
@@ -64,6 +65,7 @@ typedef struct ct_config {
     char **ignore;
     ct_rx **ignore_rx;
     size_t n_ignore;
+    int has_kv_cache_scheme;   /* a kv_cache_scheme object: k_scale/v_scale belong to the model */
     int has_sparsity;
     ct_format sparse_format;
     char **sparse_targets;  /* NULL with n=0 and sparse_targets_null=1: all */

@@ -36,6 +36,8 @@ typedef struct ct_compress_opts {
     ct_compress_progress progress;
     void *progress_ctx;
     size_t *compressed;         /* if not NULL: set to the number of weights compressed */
+    size_t *left_out;           /* if not NULL: set to the number of activation and kv-cache
+                                   parameters left out (ones the config does not quantize with) */
 } ct_compress_opts;
 
 /* Compress src (a .safetensors file, or a model directory: model.safetensors

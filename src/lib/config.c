@@ -340,8 +340,14 @@ static int parse_qc(const cJSON *qc, const char *label, ct_config *c, ct_err *er
                 else if (!dyn || cJSON_IsFalse(dyn))
                     q->input_param = "input_scale";
             }
+            const cJSON *oa = cJSON_GetObjectItemCaseSensitive(g, "output_activations");
+            if (oa && cJSON_IsObject(oa)) {
+                const cJSON *dyn = cJSON_GetObjectItemCaseSensitive(oa, "dynamic");
+                q->static_output = !dyn || cJSON_IsFalse(dyn);
+            }
         }
     }
+    c->has_kv_cache_scheme = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(qc, "kv_cache_scheme"));
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(qc, "sparsity_config");
     if (sc && cJSON_IsObject(sc) && cJSON_GetArraySize(sc) > 0) {
         v = cJSON_GetObjectItemCaseSensitive(sc, "format");

@@ -983,6 +983,7 @@ typedef struct job {
      * parses view s's header and reads from it (transcoding). */
     ct_source *vsrc;
     ct_view **views;
+    size_t left_out;            /* activation/kv-cache parameters the config does not use */
     unit *u;
     size_t nu, next;
     outs out;
@@ -1101,6 +1102,39 @@ static unit *new_unit(job *j, int kind, size_t shard, const ct_st_tensor *t)
     return u;
 }
 
+/* Whether a stored tensor that is an activation or kv-cache quantization
+ * parameter belongs in the output (*keep; other tensors always do): a
+ * module's input_* only if its group quantizes inputs with stored
+ * parameters, output_* likewise, k/v/q_scale only with a kv_cache_scheme.
+ * Upstream writes a model's parameters, and a model quantized with this
+ * config has no others (vLLM's loaders reject unknown names); a dense
+ * source may carry them from an earlier calibration, a converted one from
+ * its old config. */
+static int activation_param_kept(const ct_config *cfg, const char *name, int *keep, ct_err *err)
+{
+    static const char *const in[] = {".input_scale", ".input_zero_point", ".input_global_scale"},
+                             *outp[] = {".output_scale", ".output_zero_point"},
+                             *kv[] = {".k_scale", ".v_scale", ".q_scale"};
+    for (int k = 0; k < 3; k++)
+        if (has_suffix(name, kv[k])) {
+            *keep = cfg->has_kv_cache_scheme;
+            return 0;
+        }
+    for (int k = 0; k < 5; k++) {
+        const char *suf = k < 3 ? in[k] : outp[k - 3];
+        if (!has_suffix(name, suf))
+            continue;
+        char *module = strndup(name, strlen(name) - strlen(suf));
+        if (!module)
+            return oom(err);
+        const ct_qgroup *g = ct_config_group_for(cfg, module);
+        *keep = g && (k < 3 ? g->input_param != NULL : g->static_output);
+        free(module);
+        return 0;
+    }
+    return 0;
+}
+
 static int plan(job *j, ct_err *err)
 {
     int rc = 0;
@@ -1211,14 +1245,24 @@ static int plan(job *j, ct_err *err)
         }
     if (rc)
         goto out;
-    /* then everything else, in source order */
-    for (size_t s = 0; s < j->nsh; s++)
-        for (size_t i = 0; i < ct_st_count(j->st[s]); i++) {
+    /* then everything else, in source order, but activation and kv-cache
+     * parameters the config does not quantize with */
+    for (size_t s = 0; s < j->nsh && !rc; s++)
+        for (size_t i = 0; i < ct_st_count(j->st[s]) && !rc; i++) {
             const ct_st_tensor *t = ct_st_get(j->st[s], i);
             if (ct_strmap_get(used[s], t->name, NULL))
                 continue;
+            int keep = 1;
+            if ((rc = activation_param_kept(cfg, t->name, &keep, err)))
+                break;
+            if (!keep) {
+                j->left_out++;
+                continue;
+            }
             new_unit(j, U_PASS, s, t);
         }
+    if (rc)
+        goto out;
     j->units_total = j->nu;
     for (size_t i = 0; i < j->nu; i++)
         j->bytes_total += j->u[i].w.t->end - j->u[i].w.t->begin;
@@ -1891,6 +1935,8 @@ int ct_compress(const char *src, const char *dst, const ct_compress_opts *opt, c
         for (size_t i = 0; i < j.nu; i++)
             *opt->compressed += j.u[i].kind != U_PASS;
     }
+    if (opt->left_out)
+        *opt->left_out = j.left_out;
     if ((j.spill_fd = open_spill(dst, err)) < 0) {
         rc = err ? err->code : CT_EIO;
         goto out;

@@ -276,14 +276,17 @@ static int compress(const char *src, const char *dst, const char *cj, size_t cl,
 {
     struct bar b = {0};
     clock_gettime(CLOCK_MONOTONIC, &b.start);
-    size_t compressed = 0;
+    size_t compressed = 0, left_out = 0;
     ct_compress_opts o = {cj, cl, label, force, n_threads, shard_size, show_progress ? compress_progress : NULL, &b,
-                          &compressed};
+                          &compressed, &left_out};
     int rc = ct_compress(src, dst, &o, err);
     if (show_progress)
         fputc('\n', stderr);
     if (!rc && !quiet)
         fprintf(stderr, "mkct: wrote %s in %.1fs\n", dst, secs_since(&b.start));
+    if (!rc && !quiet && left_out)
+        fprintf(stderr, "mkct: note: left out %zu activation or kv-cache scale%s the config does not quantize "
+                "with\n", left_out, left_out == 1 ? "" : "s");
     if (!rc && !quiet && !compressed)
         fprintf(stderr, "mkct: note: no weight matched the config's targets (less its ignore list): nothing in "
                 "%s is compressed\n", dst);

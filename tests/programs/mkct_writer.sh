@@ -457,6 +457,36 @@ PY
 "$MKCT" -q --scheme FP8 --ignore lm_head --ignore 're:.*embed_tokens' "$TMP/fp8a.safetensors" "$TMP/fp8b.safetensors" 2>"$TMP/err"
 check "FP8 (static activations) converted to FP8: the same file (input scales kept)" cmp -s "$TMP/fp8a.safetensors" "$TMP/fp8b.safetensors"
 check "...and it holds the 14 calibrated input scales" sh -c "[ \$('$CTLS' --keep-qparams '$TMP/fp8b.safetensors' | grep -c '\.input_scale ') = 14 ]"
+# activation and kv-cache scales the new config does not quantize with are
+# left out (a model quantized with it has no such parameters; vLLM's loaders
+# reject unknown names), and said; with a kv_cache_scheme k/v scales stay
+"$MKCT" --scheme W4A16 --ignore lm_head --ignore 're:.*embed_tokens' "$TMP/fp8a.safetensors" "$TMP/w4.safetensors" 2>"$TMP/err"
+check "FP8 (static) converted to W4A16: no input scale left, and said" sh -c "
+    [ \$('$CTLS' --keep-qparams '$TMP/w4.safetensors' | grep -c 'input_scale ') = 0 ] &&
+    grep -qx 'mkct: note: left out 14 activation or kv-cache scales the config does not quantize with' '$TMP/err'"
+/usr/bin/python3 - "$TMP/smp/reference.safetensors" "$TMP/kv.safetensors" "$TMP/kv.json" <<'PY'
+import json, struct, sys
+b = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", b[:8])[0]; h = json.loads(b[8:8 + n]); h.pop("__metadata__", None)
+blobs = [(k, v["dtype"], v["shape"], b[8 + n + v["data_offsets"][0]:8 + n + v["data_offsets"][1]]) for k, v in h.items()]
+for k in [k for k, *_ in blobs if k.endswith("self_attn.k_proj.weight")]:
+    a = k[:-len("k_proj.weight")]
+    blobs += [(a + "k_scale", "F32", [], struct.pack("<f", 0.5)), (a + "v_scale", "F32", [], struct.pack("<f", 0.25))]
+hdr, off = {}, 0
+for k, d, s, raw in blobs:
+    hdr[k] = {"dtype": d, "shape": s, "data_offsets": [off, off + len(raw)]}; off += len(raw)
+hj = json.dumps(hdr).encode(); hj += b" " * (-len(hj) % 8)
+open(sys.argv[2], "wb").write(struct.pack("<Q", len(hj)) + hj + b"".join(r for *_, r in blobs))
+cfg = {"quant_method": "compressed-tensors", "format": "pack-quantized", "ignore": ["lm_head", "re:.*embed_tokens"],
+       "config_groups": {"g": {"targets": ["Linear"], "weights": {"num_bits": 4, "strategy": "group", "group_size": 128,
+                                                                  "symmetric": True, "type": "int"}}},
+       "kv_cache_scheme": {"num_bits": 8, "type": "float", "strategy": "tensor", "dynamic": False, "symmetric": True}}
+json.dump({"quantization_config": cfg}, open(sys.argv[3], "w"))
+PY
+"$MKCT" -q --scheme W4A16 --ignore lm_head --ignore 're:.*embed_tokens' "$TMP/kv.safetensors" "$TMP/kv.w4.safetensors"
+"$MKCT" -q --config "$TMP/kv.json" "$TMP/kv.safetensors" "$TMP/kv.kvs.safetensors"
+check "kv-cache scales: left out without a kv_cache_scheme, kept (as stored) with one" sh -c "
+    [ \$('$CTLS' --keep-qparams '$TMP/kv.w4.safetensors' | grep -c '_scale  *F32  *\[\]') = 0 ] &&
+    [ \$('$CTLS' --keep-qparams '$TMP/kv.kvs.safetensors' | grep -c '\.[kv]_scale  *F32  *\[\]') = 4 ]"
 # a compressed source that cannot be decoded is refused, not copied as is
 cp -r "$TMP/smp/compressed" "$TMP/smp.bad"
 sed 's/"num_bits": 4/"num_bits": NaN/' "$TMP/smp/compressed/config.json" >"$TMP/smp.bad/config.json"
