@@ -1107,7 +1107,7 @@ static unit *new_unit(job *j, int kind, size_t shard, const ct_st_tensor *t)
  * module's input_* only if its group quantizes inputs with stored
  * parameters, output_* likewise, k/v/q_scale only with a kv_cache_scheme.
  * Upstream writes a model's parameters, and a model quantized with this
- * config has no others (vLLM's loaders reject unknown names); a dense
+ * config has no others (a loader may reject names it does not expect); a dense
  * source may carry them from an earlier calibration, a converted one from
  * its old config. */
 static int activation_param_kept(const ct_config *cfg, const char *name, int *keep, ct_err *err)

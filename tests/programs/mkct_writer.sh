@@ -458,8 +458,8 @@ PY
 check "FP8 (static activations) converted to FP8: the same file (input scales kept)" cmp -s "$TMP/fp8a.safetensors" "$TMP/fp8b.safetensors"
 check "...and it holds the 14 calibrated input scales" sh -c "[ \$('$CTLS' --keep-qparams '$TMP/fp8b.safetensors' | grep -c '\.input_scale ') = 14 ]"
 # activation and kv-cache scales the new config does not quantize with are
-# left out (a model quantized with it has no such parameters; vLLM's loaders
-# reject unknown names), and said; with a kv_cache_scheme k/v scales stay
+# left out (a model quantized with it has no such parameters; a loader may
+# reject names it does not expect), and said; with a kv_cache_scheme k/v scales stay
 "$MKCT" --scheme W4A16 --ignore lm_head --ignore 're:.*embed_tokens' "$TMP/fp8a.safetensors" "$TMP/w4.safetensors" 2>"$TMP/err"
 check "FP8 (static) converted to W4A16: no input scale left, and said" sh -c "
     [ \$('$CTLS' --keep-qparams '$TMP/w4.safetensors' | grep -c 'input_scale ') = 0 ] &&
