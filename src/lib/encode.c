@@ -1185,8 +1185,12 @@ static int plan(job *j, ct_err *err)
                 rc = ct_fail(err, CT_EUNSUPPORTED, "writing %s is not supported (sparse-bitmask and "
                              "sparse-24-bitmask are)", ct_format_name(cfg->sparse_format));
             }
-            if (!rc && g && g->has_weights && sparse) {
-                /* the file would claim both; only one of them would be applied */
+            if (!rc && g && g->has_weights && sparse
+                && (fmt == CT_FMT_INT || fmt == CT_FMT_FLOAT || fmt == CT_FMT_NAIVE)) {
+                /* Upstream (0.9 - 0.14) compresses the codes these leave in
+                 * .weight again (note 2.9); that stacked form is read here,
+                 * not written.  Packed formats leave no .weight: there the
+                 * sparsity entry is informational, as upstream has it. */
                 rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': sparsity stacked on quantization (%s over %s) "
                              "cannot be written; compress with the sparsity config or the quantization alone",
                              module, ct_format_name(cfg->sparse_format), ct_format_name(fmt));

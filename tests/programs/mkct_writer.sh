@@ -369,6 +369,18 @@ PY
 expect_exit 4 "a config stacking sparsity on quantization" "$MKCT" -q --config "$TMP/stacked.json" "$c8/input.safetensors" "$TMP/stacked.safetensors"
 check "...the message says why" grep -q "sparsity stacked on quantization (sparse-24-bitmask over int-quantized) cannot be written" "$TMP/err"
 check "...and nothing is written" [ ! -e "$TMP/stacked.safetensors" ]
+# over a packed format the sparsity entry is informational (upstream: no
+# .weight is left to compress): written, the tensors exactly upstream's
+c4=$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16
+/usr/bin/python3 - "$c4/config.json" "$TMP/w4s.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["quantization_config"]["sparsity_config"] = {"format": "sparse-24-bitmask", "sparsity_structure": "2:4",
+                                               "targets": ["Linear"], "ignore": ["lm_head"]}
+json.dump(c, open(sys.argv[2], "w"))
+PY
+"$MKCT" -q --config "$TMP/w4s.json" "$c4/input.safetensors" "$TMP/w4s.safetensors"
+check "pack-quantized with an informational sparsity entry: upstream's tensors" same_as_upstream "$TMP/w4s.safetensors" "$c4/model.safetensors"
 
 # Converting a compressed checkpoint: mkct reads it through its dense view.
 # Every case converted to sparse-bitmask (lossless) decodes to the same
