@@ -753,19 +753,37 @@ out:
 static int is_zero(ct_dtype dt, const unsigned char *p)
 {
     switch (dt) {
+    case CT_I8: return *p == 0;
+    case CT_F8_E4M3: return (*p & 0x7f) == 0;
     case CT_BF16: case CT_F16: return (ct_load_le16(p) & 0x7fff) == 0;
     case CT_F32: return (ct_load_le32(p) & 0x7fffffffu) == 0;
     default: return (ct_load_le64(p) & 0x7fffffffffffffffull) == 0;
     }
 }
 
+/* The weight a sparse compressor works on: a stored tensor, or (sparsity
+ * stacked on quantization) the codes quantize_module made. */
+typedef struct wview {
+    ct_dtype dtype;
+    int ndim;
+    const int64_t *shape;
+    uint64_t numel;
+} wview;
+
+static int sparse_codes(const char *module, const wview *w, const unsigned char *x, outs *o, ct_err *err);
+
 /* sparse-bitmask of one weight (§2.2, 0.9+ naming). */
-static int sparse_module(const ct_st *st, const char *module, const ct_st_tensor *w, outs *o, ct_err *err)
+static int sparse_module(const ct_st *st, const char *module, const ct_st_tensor *t, outs *o, ct_err *err)
 {
     unsigned char *x;
-    int rc = read_weight(st, w, &x, err);
-    if (rc)
-        return rc;
+    int rc = read_weight(st, t, &x, err);
+    wview w = {t->dtype, t->ndim, t->shape, t->numel};
+    return rc ? rc : sparse_codes(module, &w, x, o, err);
+}
+
+static int sparse_codes(const char *module, const wview *w, const unsigned char *x, outs *o, ct_err *err)
+{
+    int rc = 0;
     size_t es = ct_dtype_bits(w->dtype) / 8;
     uint64_t C = w->ndim ? (uint64_t)w->shape[w->ndim - 1] : 1, rows = C ? w->numel / C : 0, mb = (C + 7) / 8;
     uint64_t nnz = 0;
@@ -893,16 +911,26 @@ static unsigned keep_two_of_four(const double v[4])
 
 /* sparse-24-bitmask of one 2-D weight (§2.3): exactly two kept per group of
  * four, by magnitude (FP8 by the magnitude of its int8 view, as upstream). */
-static int sparse24_module(const ct_st *st, const char *module, const ct_st_tensor *w, outs *o, ct_err *err)
+static int sparse24_codes(const char *module, const wview *w, const unsigned char *x, outs *o, ct_err *err);
+
+static int sparse24_module(const ct_st *st, const char *module, const ct_st_tensor *t, outs *o, ct_err *err)
+{
+    if (t->shape[1] % 4)
+        return ct_fail(err, CT_EFORMAT, "module '%s': 2:4 sparsity needs a multiple of 4 columns (has %" PRId64 ")",
+                       module, t->shape[1]);
+    unsigned char *x;
+    int rc = read_weight(st, t, &x, err);
+    wview w = {t->dtype, t->ndim, t->shape, t->numel};
+    return rc ? rc : sparse24_codes(module, &w, x, o, err);
+}
+
+static int sparse24_codes(const char *module, const wview *w, const unsigned char *x, outs *o, ct_err *err)
 {
     uint64_t R = (uint64_t)w->shape[0], C = (uint64_t)w->shape[1];
     if (C % 4)
         return ct_fail(err, CT_EFORMAT, "module '%s': 2:4 sparsity needs a multiple of 4 columns (has %" PRIu64 ")",
                        module, C);
-    unsigned char *x;
-    int rc = read_weight(st, w, &x, err);
-    if (rc)
-        return rc;
+    int rc = 0;
     size_t es = ct_dtype_bits(w->dtype) / 8;
     uint64_t mb = (C + 7) / 8;
     char *n1 = join(module, ".compressed"), *n2 = join(module, ".bitmask"), *n3 = join(module, ".shape");
@@ -921,7 +949,7 @@ static int sparse24_module(const ct_st *st, const char *module, const ct_st_tens
                 double a[4];
                 for (int j = 0; j < 4; j++) {
                     const unsigned char *p = x + (r * C + g + (uint64_t)j) * es;
-                    if (w->dtype == CT_F8_E4M3) {
+                    if (w->dtype == CT_F8_E4M3 || w->dtype == CT_I8) {   /* FP8 ranked by its int8 view */
                         int8_t iv = (int8_t)*p;
                         a[j] = iv == -128 ? -128 : (iv < 0 ? -iv : iv);   /* torch.abs on int8 wraps */
                     } else {
@@ -968,6 +996,7 @@ typedef struct unit {
     ct_format fmt;
     qparams qp;
     float gscale;               /* fused NVFP4 global scale, or NaN */
+    int stacked;                /* U_SPARSE or U_SPARSE24 applied to the codes after quantization, or 0 */
 } unit;
 
 typedef struct job {
@@ -1185,16 +1214,13 @@ static int plan(job *j, ct_err *err)
                 rc = ct_fail(err, CT_EUNSUPPORTED, "writing %s is not supported (sparse-bitmask and "
                              "sparse-24-bitmask are)", ct_format_name(cfg->sparse_format));
             }
-            if (!rc && g && g->has_weights && sparse
-                && (fmt == CT_FMT_INT || fmt == CT_FMT_FLOAT || fmt == CT_FMT_NAIVE)) {
-                /* Upstream (0.9 - 0.14) compresses the codes these leave in
-                 * .weight again (note 2.9); that stacked form is read here,
-                 * not written.  Packed formats leave no .weight: there the
-                 * sparsity entry is informational, as upstream has it. */
-                rc = ct_fail(err, CT_EUNSUPPORTED, "module '%s': sparsity stacked on quantization (%s over %s) "
-                             "cannot be written; compress with the sparsity config or the quantization alone",
-                             module, ct_format_name(cfg->sparse_format), ct_format_name(fmt));
-            } else if (!rc && g && g->has_weights) {
+            /* Sparsity stacked on quantization (note 2.9): upstream
+             * compresses again the codes int-, float- and naive-quantized
+             * leave in .weight; packed formats leave none, and there the
+             * sparsity entry is informational. */
+            int stacked = sparse && (fmt == CT_FMT_INT || fmt == CT_FMT_FLOAT || fmt == CT_FMT_NAIVE)
+                          ? (cfg->sparse_format == CT_FMT_SPARSE_24 ? U_SPARSE24 : U_SPARSE) : 0;
+            if (!rc && g && g->has_weights) {
                 if (fmt == CT_FMT_NVFP4)
                     kind = U_NVFP4;
                 else if (fmt == CT_FMT_PACK || fmt == CT_FMT_INT || fmt == CT_FMT_NAIVE || fmt == CT_FMT_FLOAT)
@@ -1213,6 +1239,7 @@ static int plan(job *j, ct_err *err)
             u->module = module;
             u->g = g;
             u->fmt = fmt;
+            u->stacked = kind == U_QUANT ? stacked : 0;
             ct_strmap_put(used[s], t->name, 1);
             ct_strmap_put(by_module, module, j->nu - 1);
             nmod++;
@@ -1280,10 +1307,39 @@ out:
     return rc;
 }
 
+/* Sparsity stacked on quantization: the module's .weight codes among the
+ * outputs from index first are replaced by their sparse pieces. */
+static int stack_sparsity(const unit *u, outs *o, size_t first, ct_err *err)
+{
+    char *name = join(u->module, ".weight");
+    if (!name)
+        return oom(err);
+    size_t i = first;
+    while (i < o->n && strcmp(o->v[i].name, name))
+        i++;
+    free(name);
+    if (i == o->n)
+        return 0;
+    out_t codes = o->v[i];   /* (pushing may move o->v) */
+    wview w = {codes.dtype, codes.ndim, codes.shape, codes.ndim == 2 ? (uint64_t)(codes.shape[0] * codes.shape[1]) : 0};
+    int rc = codes.ndim != 2 ? ct_fail(err, CT_EFORMAT, "module '%s': sparsity needs a 2-D weight", u->module)
+             : u->stacked == U_SPARSE24 ? sparse24_codes(u->module, &w, codes.data, o, err)
+                                        : sparse_codes(u->module, &w, codes.data, o, err);
+    free(codes.name);
+    free(codes.data);
+    memmove(&o->v[i], &o->v[i + 1], (o->n - i - 1) * sizeof *o->v);
+    o->n--;
+    return rc;
+}
+
 static int run_unit(const job *j, const unit *u, outs *o, ct_err *err)
 {
     switch (u->kind) {
-    case U_QUANT: return quantize_module(&u->w, u->module, &u->qp, u->g, u->fmt, j->layout_b, o, err);
+    case U_QUANT: {
+        size_t first = o->n;
+        int rc = quantize_module(&u->w, u->module, &u->qp, u->g, u->fmt, j->layout_b, o, err);
+        return rc || !u->stacked ? rc : stack_sparsity(u, o, first, err);
+    }
     case U_NVFP4: return nvfp4_module(&u->w, u->module, &u->qp, u->g, u->gscale, o, err);
     case U_SPARSE: return sparse_module(u->w.st, u->module, u->w.t, o, err);
     case U_SPARSE24: return sparse24_module(u->w.st, u->module, u->w.t, o, err);
