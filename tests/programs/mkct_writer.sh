@@ -386,10 +386,11 @@ for f, st in (("sparse-bitmask", "unstructured"), ("sparse-24-bitmask", "2:4")):
     json.dump({"quantization_config": c}, open(t + "/q8." + f + ".json", "w"))
 fp8 = json.loads(json.dumps(base)); fp8["format"] = "float-quantized"
 fp8["config_groups"]["g"]["weights"] = {"num_bits": 8, "strategy": "channel", "symmetric": True, "type": "float"}
+json.dump({"quantization_config": fp8}, open(t + "/f8.json", "w"))
 fp8["sparsity_config"] = {"format": "sparse-24-bitmask", "sparsity_structure": "2:4", "targets": ["Linear"], "ignore": []}
 json.dump({"quantization_config": fp8}, open(t + "/f8.s24.json", "w"))
 PY
-for c in q8 q8.sparse-bitmask q8.sparse-24-bitmask f8.s24; do
+for c in q8 q8.sparse-bitmask q8.sparse-24-bitmask f8 f8.s24; do
     "$MKCT" -q --config "$TMP/$c.json" "$TMP/s24in.safetensors" "$TMP/$c.st.safetensors" 2>"$TMP/err" &&
         "$MKCT" -q --format dense "$TMP/$c.st.safetensors" "$TMP/$c.dense.safetensors" 2>>"$TMP/err" ||
         not_ok "stacked $c: $(cat "$TMP/err")"
@@ -410,6 +411,7 @@ assert sorted(h) == ["m.bitmask", "m.compressed", "m.row_offsets", "m.shape", "m
 assert h["m.compressed"]["dtype"] == "I8", h
 PY
 check "sparse-bitmask over int8: decodes exactly as the int8 alone" cmp -s "$TMP/q8.sparse-bitmask.dense.safetensors" "$TMP/q8.dense.safetensors"
+check "sparse-24-bitmask over FP8: decodes exactly as the FP8 alone (no non-zero FP8 code ranks below a zero)" cmp -s "$TMP/f8.s24.dense.safetensors" "$TMP/f8.dense.safetensors"
 check "sparse-24-bitmask over int8: the same but for the -128 codes, dropped" /usr/bin/python3 - "$TMP" <<'PY'
 import json, struct, sys
 import numpy as np
