@@ -118,7 +118,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "ctls: out of memory\n");
             return 6;
         }
-        if (ct_display_width(names[i]) > wn) wn = ct_display_width(names[i]);
+        size_t nw = ct_display_width(names[i]);
+        if (nw > wn) wn = nw;
         if (strlen(shapes[i]) > ws) ws = strlen(shapes[i]);
         if (strlen(t->format) > wf) wf = strlen(t->format);
         if (strlen(ct_dtype_name(t->dtype)) > wd) wd = strlen(ct_dtype_name(t->dtype));   /* F8_E4M3FNUZ */

@@ -915,9 +915,6 @@ static int sparse24_codes(const char *module, const wview *w, const unsigned cha
 
 static int sparse24_module(const ct_st *st, const char *module, const ct_st_tensor *t, outs *o, ct_err *err)
 {
-    if (t->shape[1] % 4)
-        return ct_fail(err, CT_EFORMAT, "module '%s': 2:4 sparsity needs a multiple of 4 columns (has %" PRId64 ")",
-                       module, t->shape[1]);
     unsigned char *x;
     int rc = read_weight(st, t, &x, err);
     wview w = {t->dtype, t->ndim, t->shape, t->numel};
@@ -1141,23 +1138,24 @@ static unit *new_unit(job *j, int kind, size_t shard, const ct_st_tensor *t)
  * its old config. */
 static int activation_param_kept(const ct_config *cfg, const char *name, int *keep, ct_err *err)
 {
-    static const char *const in[] = {".input_scale", ".input_zero_point", ".input_global_scale"},
-                             *outp[] = {".output_scale", ".output_zero_point"},
-                             *kv[] = {".k_scale", ".v_scale", ".q_scale"};
-    for (int k = 0; k < 3; k++)
-        if (has_suffix(name, kv[k])) {
+    enum { IN, OUT, KV };
+    static const struct { const char *suffix; int kind; } params[] = {
+        {".input_scale", IN}, {".input_zero_point", IN}, {".input_global_scale", IN},
+        {".output_scale", OUT}, {".output_zero_point", OUT},
+        {".k_scale", KV}, {".v_scale", KV}, {".q_scale", KV},
+    };
+    for (size_t k = 0; k < sizeof params / sizeof params[0]; k++) {
+        if (!has_suffix(name, params[k].suffix))
+            continue;
+        if (params[k].kind == KV) {
             *keep = cfg->has_kv_cache_scheme;
             return 0;
         }
-    for (int k = 0; k < 5; k++) {
-        const char *suf = k < 3 ? in[k] : outp[k - 3];
-        if (!has_suffix(name, suf))
-            continue;
-        char *module = strndup(name, strlen(name) - strlen(suf));
+        char *module = strndup(name, strlen(name) - strlen(params[k].suffix));
         if (!module)
             return oom(err);
         const ct_qgroup *g = ct_config_group_for(cfg, module);
-        *keep = g && (k < 3 ? g->input_param != NULL : g->static_output);
+        *keep = g && (params[k].kind == IN ? g->input_param != NULL : g->static_output);
         free(module);
         return 0;
     }
@@ -1808,7 +1806,8 @@ static const char *compressed_piece(const job *j)
  * a parsed header whose reads decode (ct_st_set_reader).  The views leave
  * out the old weights' quantization parameters (new ones are observed from
  * the decoded weights) but keep the calibrated activation and kv-cache
- * scales, as a dense source's are kept.  piece names a compressed tensor
+ * scales, which plan() then keeps or leaves out as it does a dense
+ * source's (activation_param_kept).  piece names a compressed tensor
  * (in the stored shards, which this closes), for the message when the
  * source cannot be decoded. */
 static int open_views(job *j, const char *src, const char *piece, ct_err *err)
@@ -1820,7 +1819,7 @@ static int open_views(job *j, const char *src, const char *piece, ct_err *err)
     if (rc)
         return ct_fail(err, rc, "tensor '%s' is stored compressed, and the source cannot be decoded: %s", piece,
                        e.msg);
-    for (size_t i = 0; i < j->nsh; i++) {   /* the stored shards: their names and the index stay */
+    for (size_t i = 0; i < j->nsh; i++) {   /* the stored shards go; the index's metadata stays */
         ct_st_close(j->st[i]);
         free(j->shard_names[i]);
     }
