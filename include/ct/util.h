@@ -73,6 +73,12 @@ int ct_open_regular(const char *path, int *fd, struct stat *sb, ct_err *err);
 int ct_read_file(const char *path, size_t max_size, char **data, size_t *len, ct_err *err);
 /* Join a directory and a name into a malloc'd path. */
 char *ct_path_join(const char *dir, const char *name);
+/* s ends with suffix and has something before it. */
+static inline int ct_has_suffix(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n > k && strcmp(s + n - k, suffix) == 0;
+}
 /* Parse "256M", "1G", "4096", "64k" (binary units); -1 on error. */
 int ct_parse_size(const char *s, uint64_t *out);
 /* Copy a regular file to a new file (refuses to overwrite). */

@@ -159,6 +159,20 @@ static void queue_prefetch(uint64_t ino, uint64_t block)
     pthread_mutex_unlock(&g.qlock);
 }
 
+/* Prefix a relative path with the working directory. Symbolic links are
+ * not resolved: a Hugging Face snapshot's model.safetensors links to a blob
+ * with another name, away from its config.json. */
+static void absolutise(char **path)
+{
+    char cwd[PATH_MAX], *abs;
+    if (!*path || (*path)[0] == '/' || !getcwd(cwd, sizeof cwd))
+        return;
+    if (!(abs = ct_path_join(cwd, *path)))
+        return;
+    free(*path);
+    *path = abs;
+}
+
 /* ---------------- operations ---------------- */
 
 static int fill_stat(fuse_ino_t ino, struct stat *st)
@@ -661,6 +675,11 @@ int main(int argc, char **argv)
         goto out;
     }
     fuse_set_log_func(fuse_log_to);
+    /* Absolute paths from here on: the daemon leaves the working directory,
+     * and `mount`, df, the syslog and the user.ct.config attribute are read
+     * from anywhere. */
+    absolutise(&g.o.src);
+    absolutise(&g.o.config);
     /* Open and validate everything before mounting: errors reach the terminal. */
     ct_err err = {0};
     ct_open_opts oo = {.config_path = g.o.config, .keep_qparams = g.o.keep_qparams};

@@ -259,8 +259,7 @@ static int open_files(ct_source *s, ct_err *err)
         int count = 0;
         struct dirent *de;
         while (d && (de = readdir(d))) {
-            size_t l = strlen(de->d_name);
-            if (l > 12 && strcmp(de->d_name + l - 12, ".safetensors") == 0 && de->d_name[0] != '.') {
+            if (ct_has_suffix(de->d_name, ".safetensors") && de->d_name[0] != '.') {
                 count++;
                 free(found);
                 found = strdup(de->d_name);

@@ -422,6 +422,22 @@ static int run(int argc, char **argv)
                 "(or split it with --shard-size)\n", dst, argv[optind]);
         return 1;
     }
+    /* The other way round: a directory's output (or --shard-size's) given
+     * a .safetensors file name would be a directory named like a file,
+     * which numpy, safetensors and llama.cpp then fail to open. */
+    int writes = !verify || so.scheme || format || config;
+    int src_dir = stat(argv[optind], &ssb) == 0 && S_ISDIR(ssb.st_mode);
+    if (writes && (src_dir || shard_size) && ct_has_suffix(dst, ".safetensors")) {
+        if (shard_size)
+            fprintf(stderr, "mkct: %s: a .safetensors file name, but --shard-size writes a directory of shards: "
+                    "name the output directory\n", dst);
+        else
+            fprintf(stderr, "mkct: %s: a .safetensors file name, but %s is a model directory and gives a "
+                    "directory (its shards, config.json, ...): name the output directory, or give a shard's "
+                    "path as SRC for that shard as a file (config.json beside it is still read)\n", dst,
+                    argv[optind]);
+        return 1;
+    }
     verify_after = verify;
     /* Options that shape a preset config apply only where mkct makes one:
      * --scheme, or a compressed --format without --config. */

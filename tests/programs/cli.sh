@@ -37,6 +37,21 @@ expect_exit 1 "mkct FILE DST/: refused" "$MKCT" -q --format dense "$case_dir/mod
 check "...saying why" grep -q "a directory name, but .* is a file and gives a file" "$TMP/err"
 check "...nothing written" [ ! -e "$TMP/slash2" ]
 
+# The other way round: a directory's output named like a .safetensors file
+# would be a directory numpy and safetensors cannot open: refused, with the
+# way to get a file; --shard-size likewise; checking an existing pair is not.
+sharded=$REFVECTORS/ct-0.14.0.1/sparse_bitmask/sharded
+expect_exit 1 "mkct SRCDIR X.safetensors: refused" "$MKCT" -q --format dense "$sharded" "$TMP/dir.safetensors"
+check "...saying why" grep -q "a .safetensors file name, but .* is a model directory and gives a directory" "$TMP/err"
+check "...nothing written" [ ! -e "$TMP/dir.safetensors" ]
+expect_exit 1 "mkct --shard-size X.safetensors: refused" "$MKCT" -q --scheme W4A16 --shard-size 1M \
+    "$case_dir/input.safetensors" "$TMP/dir.safetensors"
+check "...saying why" grep -q "but --shard-size writes a directory of shards" "$TMP/err"
+check "...nothing written" [ ! -e "$TMP/dir.safetensors" ]
+expect_exit 0 "mkct SHARD X.safetensors: the shard as a file" "$MKCT" -q --format dense \
+    "$REFVECTORS/ct-0.14.0.1/sparse_bitmask/model.safetensors" "$TMP/one.safetensors"
+check "...equal to the expected dense tensors" "$STCMP" "$TMP/one.safetensors" \
+    "$REFVECTORS/ct-0.14.0.1/sparse_bitmask/expected.safetensors"
 # Preset options: bad values and options that would be ignored are usage
 # errors that say why; nothing is written.
 dense_in="$REFVECTORS/ct-0.18.0/w4a16_g128_sym_bf16/expected.safetensors"

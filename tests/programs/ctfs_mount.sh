@@ -293,6 +293,10 @@ cd "$TMP"
 if mount_ctfs snap "$TMP/mnt.rel"; then
     check "relative SRC: pass-through files read" \
         sh -c "cmp -s '$TMP/mnt.rel/README.txt' '$TMP/snap.src/README.txt' && cmp -s '$TMP/mnt.rel/original/sub/deep.txt' '$TMP/snap/original/sub/deep.txt'"
+    # what `mount`, df and getfattr show names the source from anywhere
+    check "relative SRC: the mount's source is its absolute path" grep -q "^$TMP/snap $TMP/mnt.rel fuse.ctfs " /proc/mounts
+    check "relative SRC: user.ct.config is an absolute path" \
+        sh -c "[ \"\$(getfattr --only-values -n user.ct.config '$TMP/mnt.rel/model-00001-of-00002.safetensors')\" = '$TMP/snap/config.json' ]"
     unmount_ctfs "$TMP/mnt.rel"
 else
     not_ok "relative SRC: mount: $(cat "$TMP/ctfs.err")"
