@@ -397,6 +397,26 @@ fail:
     return rc;
 }
 
+/* What a file is, from its first 8 bytes, when those are not a plausible
+ * safetensors header length: files people point a tensor tool at by
+ * mistake. NULL when unrecognised. */
+static const char *other_file_kind(const unsigned char *b)
+{
+    if (!memcmp(b, "\x93NUMPY", 6))
+        return "it is a .npy array (numpy.load reads it)";
+    if (!memcmp(b, "PK\x03\x04", 4))
+        return "it is a zip archive (a PyTorch .bin/.pt checkpoint is one)";
+    if (!memcmp(b, "GGUF", 4))
+        return "it is a GGUF file";
+    if (b[0] == 0x80 && b[1] >= 2 && b[1] <= 5)
+        return "it is a Python pickle (an old PyTorch checkpoint)";
+    if (!memcmp(b, "\x89HDF", 4))
+        return "it is an HDF5 file";
+    if (b[0] == '{' || b[0] == '[')
+        return "it is JSON text (a config or an index?)";
+    return NULL;
+}
+
 int ct_st_open(const char *path, ct_st **out, ct_err *err)
 {
     int rc;
@@ -415,6 +435,11 @@ int ct_st_open(const char *path, ct_st **out, ct_err *err)
     if ((rc = ct_pread_full(fd, lenbuf, 8, 0, path, err)))
         goto fail;
     uint64_t hlen = ct_load_le64(lenbuf);
+    const char *kind = other_file_kind(lenbuf);
+    if (kind && (hlen > CT_ST_MAX_HEADER || hlen > size - 8)) {
+        rc = ct_fail(err, CT_EFORMAT, "%s: not a safetensors file: %s", path, kind);
+        goto fail;
+    }
     if (hlen > CT_ST_MAX_HEADER) {
         rc = ct_fail(err, CT_EFORMAT, "%s: header length %" PRIu64 " exceeds the limit of %llu bytes",
                      path, hlen, CT_ST_MAX_HEADER);

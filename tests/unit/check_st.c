@@ -75,6 +75,24 @@ START_TEST(t_reject_header_level)
     fclose(f);
     ck_assert_int_eq(ct_st_open(p, &st, &err), CT_EFORMAT);
     ck_assert(strstr(err.msg, "past the end"));
+    /* files people give a tensor tool by mistake are named as what they are */
+#define OTHER(bytes, says) {bytes, sizeof bytes - 1, says}
+    static const struct { const char *start; size_t len; const char *says; } other[] = {
+        OTHER("\x93NUMPY\x01\x00v\x00{'descr': '<f4', ", "it is a .npy array"),
+        OTHER("PK\x03\x04\x14\x00\x00\x00\x08\x00\x00\x00", "it is a zip archive"),
+        OTHER("GGUF\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00", "it is a GGUF file"),
+        OTHER("\x80\x02}q\x00(X\x05\x00\x00\x00model", "it is a Python pickle"),
+        OTHER("{\n  \"architectures\": [\"LlamaForCausalLM\"]}", "it is JSON text"),
+    };
+#undef OTHER
+    for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+        f = fopen(p, "wb");
+        fwrite(other[i].start, 1, other[i].len, f);
+        fclose(f);
+        ck_assert_int_eq(ct_st_open(p, &st, &err), CT_EFORMAT);
+        ck_assert_msg(strstr(err.msg, "not a safetensors file: ") && strstr(err.msg, other[i].says), "%zu: %s", i,
+                      err.msg);
+    }
     ck_assert_int_eq(ct_st_open("/nonexistent/x.safetensors", &st, &err), CT_EIO);
     free(p);
     REJECT("{\"a\xff\":1}", 0, CT_EFORMAT, "UTF-8");
