@@ -26,15 +26,15 @@
 #define TIMEOUT 86400.0   /* the source is immutable while mounted */
 
 struct opts {
-    char *src, *cache_size, *block_size, *config, *readahead;
+    char *src, *cache_size, *block_size, *config, *readahead, *prefetch_arg, *threads_arg;
     unsigned prefetch, threads;
-    int prefetch_set, keep_qparams, direct_io, help, version;
+    int keep_qparams, direct_io, help, version;
 };
 
 #define OPT(t, p, v) {t, offsetof(struct opts, p), v}
 static const struct fuse_opt opt_spec[] = {
     OPT("cache_size=%s", cache_size, 0), OPT("block_size=%s", block_size, 0),
-    OPT("prefetch=%u", prefetch, 0), OPT("prefetch=", prefetch_set, 1), OPT("threads=%u", threads, 0), OPT("config=%s", config, 0),
+    OPT("prefetch=%s", prefetch_arg, 0), OPT("threads=%s", threads_arg, 0), OPT("config=%s", config, 0),
     OPT("readahead=%s", readahead, 0),
     OPT("keep_qparams", keep_qparams, 1), OPT("direct_io", direct_io, 1),
     OPT("-h", help, 1), OPT("--help", help, 1), OPT("-V", version, 1), OPT("--version", version, 1),
@@ -157,6 +157,20 @@ static void queue_prefetch(uint64_t ino, uint64_t block)
         pthread_cond_signal(&g.qcond);
     }
     pthread_mutex_unlock(&g.qlock);
+}
+
+/* A whole number from 0 to max, in decimal ("-1" and "8x" are not). */
+static int parse_count(const char *name, const char *arg, unsigned max, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(arg, &end, 10);
+    if (*arg < '0' || *arg > '9' || *end || errno || v > max) {
+        fprintf(stderr, "ctfs: %s=%s: not a whole number from 0 to %u\n", name, arg, max);
+        return -1;
+    }
+    *out = (unsigned)v;
+    return 0;
 }
 
 /* Prefix a relative path with the working directory. Symbolic links are
@@ -576,7 +590,7 @@ static void usage(const char *prog)
            "ctfs options:\n"
            "    -o cache_size=SIZE     decoded block cache (default 256M)\n"
            "    -o block_size=SIZE     cache block size (default 1M)\n"
-           "    -o prefetch=N          blocks decoded ahead of a sequential reader (default 8;\n"
+           "    -o prefetch=N          blocks decoded ahead of a sequential reader, 0 to 4096 (default 8;\n"
            "                           at most half the blocks the cache holds)\n"
            "    -o threads=N           prefetch decode workers, 0 to 64 (default: half the CPUs, 1 to 8)\n"
            "    -o readahead=SIZE      kernel readahead of the mount, i.e. the size of the\n"
@@ -648,15 +662,14 @@ int main(int argc, char **argv)
         return 1;
     }
     readahead = (readahead + 4095) / 4096 * 4096;   /* the kernel keeps whole pages */
-    if (g.o.threads > 64) {
-        fprintf(stderr, "ctfs: threads=%u: at most 64\n", g.o.threads);
+    if ((g.o.threads_arg && parse_count("threads", g.o.threads_arg, 64, &g.o.threads))
+        || (g.o.prefetch_arg && parse_count("prefetch", g.o.prefetch_arg, 4096, &g.o.prefetch)))
         return 1;
-    }
     /* Blocks decoded ahead must fit in the cache beside the ones being
      * read, or they evict each other before use: at most half of it. */
     uint64_t half = cache_size / block_size / 2;
     if (g.o.prefetch > half) {
-        if (g.o.prefetch_set)
+        if (g.o.prefetch_arg)
             fprintf(stderr, "ctfs: prefetch=%u reduced to %llu: the cache holds %llu blocks\n", g.o.prefetch,
                     (unsigned long long)half, (unsigned long long)(cache_size / block_size));
         g.o.prefetch = (unsigned)half;
@@ -771,5 +784,8 @@ out:
     free(g.o.cache_size);
     free(g.o.block_size);
     free(g.o.config);
+    free(g.o.readahead);
+    free(g.o.prefetch_arg);
+    free(g.o.threads_arg);
     return status;
 }

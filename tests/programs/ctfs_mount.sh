@@ -353,7 +353,12 @@ check "a cache smaller than one block: exit status 1" [ $? = 1 ]
 check "...saying both sizes" grep -q "cache_size (65536 bytes) is smaller than one block (1048576 bytes)" "$TMP/bad.err"
 "$CTFS" -f -o threads=1000 "$TMP/snap" "$TMP/mnt.bad" 2>"$TMP/bad.err"
 check "threads=1000: exit status 1" [ $? = 1 ]
-check "...saying the limit" grep -q "threads=1000: at most 64" "$TMP/bad.err"
+check "...saying the range" grep -q "threads=1000: not a whole number from 0 to 64" "$TMP/bad.err"
+for arg in prefetch=-1 prefetch=8x threads=-1 prefetch=; do
+    "$CTFS" -f -o $arg "$TMP/snap" "$TMP/mnt.bad" 2>"$TMP/bad.err"
+    check "$arg: usage error, exit status 1" [ $? = 1 ]
+    check "...saying why" grep -q "$arg: not a whole number from 0 to" "$TMP/bad.err"
+done
 check "...nothing mounted" sh -c "! grep -q '$TMP/mnt.bad' /proc/mounts"
 # a source directory with its own top-level tensors/: the mount's takes the
 # name, and ctfs says what it hides
