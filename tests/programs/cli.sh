@@ -136,6 +136,25 @@ model.norm.weight                    BF16     [8]        dense                  
 total: 3 tensors, 2224 bytes stored, 8272 bytes dense, ratio 3.72x
 WANT
 check "ctls listing is exact" cmp -s "$TMP/ls" "$TMP/want"
+# NAMEs: shell patterns pick the tensors listed, totals over those; a NAME
+# matching nothing is said and makes the exit status 1 (the rest listed)
+"$CTLS" "$case_dir/model.safetensors" '*.down_proj.*' lm_head.weight >"$TMP/ls" 2>"$TMP/err"
+cat >"$TMP/want" <<'WANT'
+NAME                                 DTYPE    SHAPE      FORMAT                STORED         DENSE    RATIO
+lm_head.weight                       BF16     [4, 8]     dense                     64            64    1.00x
+model.layers.0.mlp.down_proj.weight  BF16     [16, 256]  pack-quantized          2144          8192    3.82x
+total: 2 tensors, 2208 bytes stored, 8256 bytes dense, ratio 3.74x
+WANT
+check "ctls SRC NAME...: the tensors matched, exactly" cmp -s "$TMP/ls" "$TMP/want"
+expect_exit 1 "ctls SRC NAME matching nothing" "$CTLS" "$case_dir/model.safetensors" 'model.norm.*' 'no.such.*'
+check "...says which NAME" grep -qx "ctls: no.such.\*: no tensor matches" "$TMP/err"
+check "...and lists what the others match" sh -c "tail -1 '$TMP/out' | grep -qx 'total: 1 tensor, 16 bytes stored, 16 bytes dense, ratio 1.00x'"
+check "ctls --json SRC NAME: the matched tensors and their total" sh -c "'$CTLS' --json '$case_dir/model.safetensors' 'model.*' | /usr/bin/python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert [t[\"name\"] for t in d[\"tensors\"]] == [\"model.layers.0.mlp.down_proj.weight\", \"model.norm.weight\"], d
+assert d[\"total\"] == {\"tensors\": 2, \"stored_bytes\": 2160, \"dense_bytes\": 8208, \"ratio\": 8208 / 2160}, d[\"total\"]
+'"
 
 # A dense file that holds quantization parameters (mkct --keep-qparams
 # output): the listing, which is the dense view's, says what it leaves out
