@@ -1452,7 +1452,7 @@ static int open_spill(const char *dst, ct_err *err)
         free(tmpl);
     }
     if (fd < 0)
-        ct_fail(err, CT_EIO, "%s: cannot create a temporary file: %s", dir, strerror(errno));
+        ct_fail(err, CT_EIO, "%s: cannot create a temporary file in %s: %s", dst, dir, strerror(errno));
     free(dir);
     return fd;
 }

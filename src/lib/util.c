@@ -614,7 +614,8 @@ int ct_check_dst(const char *src, const char *dst, ct_err *err)
     if (!s)
         rc = ct_fail(err, CT_EIO, "%s: %s", src, strerror(errno));
     else if (!d)
-        rc = ct_fail(err, CT_EIO, "%s: cannot resolve its directory: %s", dst, strerror(errno));
+        rc = ct_fail(err, CT_EIO, "%s: cannot resolve its directory%s: %s", dst,
+                     errno == ENOENT ? " (the output's directory must exist)" : "", strerror(errno));
     else if (!strcmp(s, d))
         rc = ct_fail(err, CT_EUSAGE, "%s: is the source; the input is never replaced, write the output elsewhere", dst);
     else if (path_under(s, d))
@@ -719,7 +720,7 @@ int ct_write_file_atomic(const char *dst, ct_file_fill fill, void *arg, ct_err *
     snprintf(tmp, n + 16, "%s.tmp.XXXXXX", dst);
     int rc, fd = mkstemp(tmp);
     if (fd < 0) {
-        rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary file: %s", dst, strerror(errno));
+        rc = ct_fail(err, CT_EIO, "%s: cannot create a temporary file beside it (%s): %s", dst, tmp, strerror(errno));
         free(tmp);
         return rc;
     }
