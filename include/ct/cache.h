@@ -40,14 +40,16 @@ int ct_cache_get(ct_cache *c, uint64_t file, uint64_t block, int prefetch, ct_ca
 const void *ct_cache_data(const ct_cache_block *b);
 size_t ct_cache_len(const ct_cache_block *b);
 void ct_cache_put(ct_cache *c, ct_cache_block *b);
-/* Give up a block a sequential reader has gone past: if it is resident,
- * decoded and unpinned, its buffer goes straight back for reuse (before
- * any least-recently-used block), so a stream reuses a few warm buffers
- * instead of filling the whole cap.  Counted in the stats as dropped. */
+/* Give up a block a sequential reader has gone past: its buffer goes
+ * straight back for reuse (before any least-recently-used block), so a
+ * stream reuses a few warm buffers instead of filling the whole cap; a
+ * block still pinned (a reply being copied out of it, a decode in flight)
+ * goes at its last put.  Counted in the stats as dropped. */
 void ct_cache_drop(ct_cache *c, uint64_t file, uint64_t block);
-/* Carve up to n block buffers (within the cap) and touch them, so the
- * first reads do not pay for faulting in fresh memory; they wait on the
- * free list.  Returns the number of buffers now free. */
+/* Carve and touch block buffers (within the cap) until n have been carved
+ * in all, or n are free, so the first reads do not pay for faulting in
+ * fresh memory; they wait on the free list.  Returns the number of buffers
+ * now free. */
 size_t ct_cache_reserve(ct_cache *c, size_t n);
 /* 1 if the block is resident (decoded or being decoded). */
 int ct_cache_has(ct_cache *c, uint64_t file, uint64_t block);

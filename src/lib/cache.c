@@ -13,6 +13,7 @@ struct ct_cache_block {
     char *data;
     size_t len;
     int refs, state, cached, prefetched, touched;
+    int doomed;                             /* dropped while pinned: goes at the last put */
     struct ct_cache_block *hnext;           /* hash chain */
     struct ct_cache_block *prev, *next;     /* LRU, most recent at head */
 };
@@ -297,7 +298,11 @@ void ct_cache_put(ct_cache *c, ct_cache_block *b)
     if (!b)
         return;
     pthread_mutex_lock(&c->lock);
-    int drop = --b->refs == 0 && !b->cached;
+    int last = --b->refs == 0, drop = last && !b->cached;
+    if (last && b->cached && b->doomed && b->state == READY) {
+        c->st.dropped++;
+        release_buf(c, take_out(c, b));
+    }
     pthread_mutex_unlock(&c->lock);
     if (drop) {
         free(b->data);
@@ -308,7 +313,9 @@ void ct_cache_put(ct_cache *c, ct_cache_block *b)
 size_t ct_cache_reserve(ct_cache *c, size_t n)
 {
     pthread_mutex_lock(&c->lock);
-    while (c->nfree < n) {
+    /* n buffers carved in all, not n free: readers take free buffers while
+     * this runs, and refilling behind them would fault in the whole cap. */
+    while (c->nfree < n && c->carved / c->bs < n) {
         char *buf = carve(c);
         if (!buf)
             break;
@@ -331,6 +338,8 @@ void ct_cache_drop(ct_cache *c, uint64_t file, uint64_t blk)
     if (b && b->refs == 0 && b->state == READY) {
         c->st.dropped++;
         release_buf(c, take_out(c, b));
+    } else if (b) {
+        b->doomed = 1;   /* being copied out or decoded: at its last put */
     }
     pthread_mutex_unlock(&c->lock);
 }

@@ -168,19 +168,43 @@ START_TEST(t_drop_and_reserve)
     ck_assert_ptr_eq(ct_cache_data(b), buf0);
     ck_assert_uint_eq(((const unsigned char *)ct_cache_data(b))[0], 16 + 1);
     ct_cache_put(c, b);
-    /* a pinned block is not dropped; an absent one is a no-op */
+    /* a pinned block stays while pinned, however many pins it has, and
+     * goes at its last put (its buffer then the next one used); an absent
+     * one is a no-op */
+    ct_cache_block *pin2;
     ck_assert_int_eq(ct_cache_get(c, 1, 2, 0, &pinned, &err), 0);
+    ck_assert_int_eq(ct_cache_get(c, 1, 2, 0, &pin2, &err), 0);
+    const void *buf2 = ct_cache_data(pinned);
     ct_cache_drop(c, 1, 2);
     ct_cache_drop(c, 1, 99);
     ck_assert_int_eq(ct_cache_has(c, 1, 2), 1);
     ck_assert_uint_eq(((const unsigned char *)ct_cache_data(pinned))[0], 16 + 2);
     ct_cache_put(c, pinned);
+    ck_assert_int_eq(ct_cache_has(c, 1, 2), 1);
+    ck_assert_uint_eq(((const unsigned char *)ct_cache_data(pin2))[0], 16 + 2);
+    ct_cache_put(c, pin2);
+    ck_assert_int_eq(ct_cache_has(c, 1, 2), 0);
+    ck_assert_int_eq(ct_cache_get(c, 1, 3, 0, &b, &err), 0);
+    ck_assert_ptr_eq(ct_cache_data(b), buf2);
+    ct_cache_put(c, b);
     ct_cache_stats s;
     ct_cache_get_stats(c, &s);
-    ck_assert_uint_eq(s.dropped, 1);
+    ck_assert_uint_eq(s.dropped, 2);
     ck_assert_uint_eq(s.evictions, 0);
-    ck_assert_uint_eq(s.blocks, 2);      /* blocks 1 and 2 */
-    ck_assert_int_eq(fills, 3);
+    ck_assert_uint_eq(s.blocks, 2);      /* blocks 1 and 3 */
+    ck_assert_int_eq(fills, 4);
+    ct_cache_free(c);
+    /* reserve counts the buffers carved in all, free or in use: readers
+     * taking free buffers while it runs must not make it carve on to the
+     * cap (faulting in memory nobody needs) */
+    c = ct_cache_new(8 * BS, BS, fill, NULL);
+    ct_cache_block *held[3];
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(ct_cache_get(c, 2, (uint64_t)i, 0, &held[i], &err), 0);
+    ck_assert_uint_eq(ct_cache_reserve(c, 4), 1);   /* 3 in use + 1 carved now */
+    ck_assert_uint_eq(ct_cache_reserve(c, 4), 1);
+    for (int i = 0; i < 3; i++)
+        ct_cache_put(c, held[i]);
     ct_cache_free(c);
 }
 END_TEST
