@@ -417,7 +417,8 @@ static int run(int argc, char **argv)
     while (dl > 1 && dst[dl - 1] == '/')
         dst[--dl] = 0;
     struct stat ssb;
-    if (slash && !shard_size && stat(argv[optind], &ssb) == 0 && !S_ISDIR(ssb.st_mode)) {
+    int src_found = stat(argv[optind], &ssb) == 0, src_dir = src_found && S_ISDIR(ssb.st_mode);
+    if (slash && !shard_size && src_found && !src_dir) {
         fprintf(stderr, "mkct: %s/: a directory name, but %s is a file and gives a file: name the output file "
                 "(or split it with --shard-size)\n", dst, argv[optind]);
         return 1;
@@ -426,7 +427,6 @@ static int run(int argc, char **argv)
      * a .safetensors file name would be a directory named like a file,
      * which numpy, safetensors and llama.cpp then fail to open. */
     int writes = !verify || so.scheme || format || config;
-    int src_dir = stat(argv[optind], &ssb) == 0 && S_ISDIR(ssb.st_mode);
     if (writes && (src_dir || shard_size) && ct_has_suffix(dst, ".safetensors")) {
         if (shard_size)
             fprintf(stderr, "mkct: %s: a .safetensors file name, but --shard-size writes a directory of shards: "
