@@ -39,7 +39,7 @@ check "...nothing written" [ ! -e "$TMP/slash2" ]
 
 # The other way round: a directory's output named like a .safetensors file
 # would be a directory numpy and safetensors cannot open: refused, with the
-# way to get a file; --shard-size likewise; checking an existing pair is not.
+# way to get a file; --shard-size likewise.
 sharded=$REFVECTORS/ct-0.14.0.1/sparse_bitmask/sharded
 expect_exit 1 "mkct SRCDIR X.safetensors: refused" "$MKCT" -q --format dense "$sharded" "$TMP/dir.safetensors"
 check "...saying why" grep -q "a .safetensors file name, but .* is a model directory and gives a directory" "$TMP/err"
