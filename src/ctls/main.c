@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <cjson/cJSON.h>
 #include "ct/pyjson.h"
 #include "ct/source.h"
@@ -88,6 +89,19 @@ int main(int argc, char **argv)
             sel[n++] = i;
     }
     int status = 0;
+    for (size_t k = 0; k < npats; k++) {
+        /* `ctls *.safetensors` in a sharded model gives the other shards as
+         * NAMEs: say what to do instead of listing nothing */
+        struct stat sb;
+        if (!hit[k] && stat(pats[k], &sb) == 0) {
+            fprintf(stderr, "ctls: %s is a file, not a tensor name: ctls lists one checkpoint (give a model "
+                    "directory for all its shards), then the names of tensors to list\n", pats[k]);
+            free(hit);
+            free(sel);
+            ct_source_close(src);
+            return 1;
+        }
+    }
     for (size_t k = 0; k < npats; k++)
         if (!hit[k]) {
             fprintf(stderr, "ctls: %s: no tensor matches\n", pats[k]);

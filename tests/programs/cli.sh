@@ -149,6 +149,10 @@ check "ctls SRC NAME...: the tensors matched, exactly" cmp -s "$TMP/ls" "$TMP/wa
 expect_exit 1 "ctls SRC NAME matching nothing" "$CTLS" "$case_dir/model.safetensors" 'model.norm.*' 'no.such.*'
 check "...says which NAME" grep -qx "ctls: no.such.\*: no tensor matches" "$TMP/err"
 check "...and lists what the others match" sh -c "tail -1 '$TMP/out' | grep -qx 'total: 1 tensor, 16 bytes stored, 16 bytes dense, ratio 1.00x'"
+# `ctls *.safetensors` in a sharded model: the other shards are not names
+expect_exit 1 "ctls SHARD1 SHARD2...: refused" sh -c "cd '$sharded' && '$CTLS' *.safetensors"
+check "...saying to give the directory" grep -q "model-00002-of-00004.safetensors is a file, not a tensor name: ctls lists one checkpoint (give a model directory for all its shards)" "$TMP/err"
+check "...and listing nothing" [ ! -s "$TMP/out" ]
 check "ctls --json SRC NAME: the matched tensors and their total" sh -c "'$CTLS' --json '$case_dir/model.safetensors' 'model.*' | /usr/bin/python3 -c '
 import json, sys
 d = json.load(sys.stdin)
