@@ -136,5 +136,9 @@ for key in seq1m seq128k seq1m_sw mmap warm conc2 rand4k; do
     awk -v l="$key" -v c="$c" -v n="$n" -v p="$p" \
         'BEGIN { printf "  %-8s %6.2f %6.2f %6.2f  %5.2fx %5.2fx\n", l, c, n, p, c / n, c / p }'
 done
+echo "every reading, in the order taken (ctfs | nullFUSE | plain):"
+for key in seq1m seq128k seq1m_sw mmap warm conc2 rand4k; do
+    printf "  %-8s %s |%s |%s\n" "$key" "${res[$key.ct]}" "${res[$key.null]}" "${res[$key.plain]}"
+done
 echo "page cache after a read: ctfs ${folios[ct]:-?}; plain ${folios[plain]:-?}"
 echo "(GB/s; targets: cold sequential >= 0.8x null FUSE, warm re-read >= 0.6x plain file)"
