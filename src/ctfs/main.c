@@ -638,6 +638,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (g.o.version) {
+        /* libfuse runs fusermount3 --version, which writes to our stdout
+         * itself: line buffering keeps the lines in order through a pipe */
+        setvbuf(stdout, NULL, _IOLBF, 0);
         printf("ctfs version %s\nFUSE library version %s\n", PACKAGE_VERSION, fuse_pkgversion());
         fuse_lowlevel_version();
         return 0;

@@ -341,6 +341,20 @@ check "...saying why" grep -q "fifo.safetensors: not a readable regular file" "$
 check "unknown -o option: usage error, exit status 1" [ $? = 1 ]
 check "...saying which" grep -q "no_such_option" "$TMP/bad.err"
 check "...nothing mounted" sh -c "! grep -q '$TMP/mnt.bad' /proc/mounts"
+# -h and -V as sshfs and squashfuse: ours, then libfuse's; exit 0, nothing mounted
+for o in -h --help; do
+    "$CTFS" $o >"$TMP/out" 2>"$TMP/bad.err"
+    check "ctfs $o: exit status 0" [ $? = 0 ]
+    check "...a usage line, our options and libfuse's" sh -c "head -1 '$TMP/out' | grep -q '^Usage: .*ctfs \[options\] SRC MOUNTPOINT\$' && grep -q -- '-o cache_size=SIZE' '$TMP/out' && grep -q -- '-o allow_other' '$TMP/out'"
+done
+"$CTFS" -V >"$TMP/out" 2>"$TMP/bad.err"
+check "ctfs -V: exit status 0" [ $? = 0 ]
+check "...names ctfs's version first, then libfuse's, the kernel interface and fusermount3" \
+    sh -c "sed -n 1p '$TMP/out' | grep -q '^ctfs version [0-9]' && sed -n 2p '$TMP/out' | grep -q '^FUSE library version 3\.' \
+           && sed -n 3p '$TMP/out' | grep -q '^using FUSE kernel interface version 7\.' && sed -n 4p '$TMP/out' | grep -q '^fusermount3 version: 3\.'"
+"$CTFS" >"$TMP/out" 2>"$TMP/bad.err"
+check "ctfs without arguments: usage error, exit status 1" [ $? = 1 ]
+check "...pointing to -h" grep -q "ctfs -h for help" "$TMP/bad.err"
 # option values: each error names the option and the value given
 "$CTFS" -f -o cache_size=64X "$TMP/snap" "$TMP/mnt.bad" 2>"$TMP/bad.err"
 check "cache_size=64X: usage error, exit status 1" [ $? = 1 ]
