@@ -78,6 +78,51 @@ else
     not_ok "decode fault: mount: $(cat "$TMP/ctfs.err")"
 fi
 
+# --- Daemonised, the same fault is logged to syslog -------------------------
+# Exercised where nothing owns /dev/log (a container, CI): the test listens
+# there itself for the daemon's datagrams, then removes its socket.
+if [ "$(id -u)" = 0 ] && [ ! -e /dev/log ]; then
+    "$NPY_PYTHON" - "$TMP/syslog" "$TMP/syslog.ready" <<'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+s.settimeout(15)
+open(sys.argv[2], "w").close()
+with open(sys.argv[1], "wb") as out:
+    while True:
+        try:
+            d = s.recv(65536)
+        except socket.timeout:
+            break
+        out.write(d + b"\n")
+        out.flush()
+        if b"row_offsets" in d:
+            break
+PY
+    lpid=$!
+    cleanup_hooks="$cleanup_hooks kill $lpid 2>/dev/null; [ -S /dev/log ] && rm -f /dev/log;"
+    i=0
+    while [ ! -e "$TMP/syslog.ready" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    mkdir -p "$TMP/mnt.daemon"
+    if "$CTFS" "$TMP/bad" "$TMP/mnt.daemon" 2>"$TMP/daemon.err"; then
+        cleanup_hooks="$cleanup_hooks fusermount3 -u '$TMP/mnt.daemon' 2>/dev/null;"
+        check "daemonised: nothing on stderr" [ ! -s "$TMP/daemon.err" ]
+        cat "$TMP/mnt.daemon/tensors/$BAD" >/dev/null 2>&1
+        wait $lpid
+        fusermount3 -u "$TMP/mnt.daemon"
+        # <27>: facility daemon, priority err; then the ident with the pid
+        check "daemonised: the fault is logged to syslog (daemon.err, ident ctfs) naming the tensor" \
+            grep -q "^<27>.* ctfs\[[0-9]*\]: read of $BAD at 0 failed: tensor '$BAD': row_offsets\[300\]" "$TMP/syslog"
+        check "daemonised: the start is logged too" grep -q "ctfs\[[0-9]*\]: serving $TMP/bad at $TMP/mnt.daemon" "$TMP/syslog"
+    else
+        not_ok "daemonised mount: $(cat "$TMP/daemon.err")"
+        kill $lpid 2>/dev/null
+    fi
+    rm -f /dev/log
+else
+    echo "note: /dev/log is taken or not root: the syslog path is not exercised"
+fi
+
 # --- A shard that changes under the mount ------------------------------------
 # the sample compressed again into two shards (its int4 weights quantized
 # anew from their decoded values), and what they decode to
