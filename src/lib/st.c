@@ -2,14 +2,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <cjson/cJSON.h>
 #include "ct/st.h"
 #include "ct/strmap.h"
 #include "ct/util.h"
@@ -79,21 +76,6 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t n)
     return (size_t)-1;
 }
 
-/* A non-negative integer; -1 if not one, -2 if above 2^53 (cJSON keeps
- * numbers as doubles, so larger values cannot be read exactly). */
-static int json_u64(const cJSON *v, uint64_t *out)
-{
-    if (!cJSON_IsNumber(v))
-        return -1;
-    double d = v->valuedouble;
-    if (!(d >= 0) || d != floor(d))
-        return -1;
-    if (d > 9007199254740992.0)
-        return -2;
-    *out = (uint64_t)d;
-    return 0;
-}
-
 void ct_st_close(ct_st *st)
 {
     if (!st)
@@ -120,42 +102,398 @@ static int cmp_offsets(const void *a, const void *b)
     return 0;
 }
 
-static int parse_tensor(const char *label, const cJSON *item, ct_st_tensor *t, ct_err *err)
+/* ---------------- the header's JSON ----------------
+ *
+ * A safetensors header is read in one pass, straight into the tensor table:
+ * no parse tree (a tree took about 700 bytes per tensor, 125 MB of fresh
+ * memory for a header of 100,000 tensors, and faulting that in was most of
+ * the time a large model took to open).  The grammar is JSON's (RFC 8259);
+ * what the values may be is what the reference reader (serde) takes: shape
+ * and offsets are integers written as integers (not 4.0 or 4e0) up to
+ * 2^64 - 1, a field of a tensor entry may not repeat, unknown fields are
+ * skipped, lone UTF-16 surrogates in escapes are refused.  The header has
+ * been checked to be UTF-8 without NUL before this runs. */
+
+typedef struct jp {
+    const char *start, *p, *end;
+    char *scratch;           /* room for any string of the header, decoded */
+    const char *label;
+    ct_err *err;
+} jp;
+
+enum { J_MAX_DEPTH = 128 };  /* serde_json's recursion limit */
+
+/* Every j_ function returns 0 or the error code it recorded. */
+#define TRY(x) do { int r_ = (x); if (r_) return r_; } while (0)
+
+static int j_syntax(jp *j)
 {
-    const char *name = item->string;
-    if (!cJSON_IsObject(item))
-        return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': entry is not a JSON object", label, name);
-    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
-    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
-    const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
-    if (!cJSON_IsString(dt))
-        return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': missing or non-string \"dtype\"", label, name);
-    int d = ct_dtype_from_name(dt->valuestring);
-    if (d < 0)
-        return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': unknown dtype '%s'", label, name, dt->valuestring);
-    t->dtype = (ct_dtype)d;
-    if (!cJSON_IsArray(shape))
-        return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': missing or non-array \"shape\"", label, name);
-    int nd = cJSON_GetArraySize(shape);
-    if (nd > CT_MAX_DIMS)
-        return ct_fail(err, CT_EUNSUPPORTED, "%s: tensor '%s': %d dimensions (at most %d supported)",
-                       label, name, nd, CT_MAX_DIMS);
-    t->ndim = nd;
-    int k = 0;
-    const cJSON *v;
-    cJSON_ArrayForEach(v, shape) {
-        uint64_t x;
-        int r = json_u64(v, &x);
-        if (r == -2)
-            return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': shape entry too large (above 2^53)", label, name);
-        if (r != 0)
-            return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': shape entries must be non-negative integers",
-                           label, name);
-        t->shape[k++] = (int64_t)x;
+    return ct_fail(j->err, CT_EFORMAT, "%s: header is not valid JSON (near byte %zu)", j->label,
+                   (size_t)(j->p - j->start));
+}
+
+static void j_ws(jp *j)
+{
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\n' || *j->p == '\r'))
+        j->p++;
+}
+
+/* the next byte after whitespace, or 0 at the end */
+static char j_peek(jp *j)
+{
+    j_ws(j);
+    return j->p < j->end ? *j->p : 0;
+}
+
+static int j_expect(jp *j, char c)
+{
+    if (j_peek(j) != c)
+        return j_syntax(j);
+    j->p++;
+    return 0;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return 1;
     }
-    if (!cJSON_IsArray(offs) || cJSON_GetArraySize(offs) != 2
-        || json_u64(cJSON_GetArrayItem(offs, 0), &t->begin) != 0
-        || json_u64(cJSON_GetArrayItem(offs, 1), &t->end) != 0)
+    *out = v;
+    return 0;
+}
+
+/* A string at j->p (after whitespace), decoded into out (which has room for
+ * as many bytes as the string takes in the header, plus a NUL), or only
+ * checked when out is NULL.  *len gets the decoded length. */
+static int j_string(jp *j, char *out, size_t *len)
+{
+    if (j_peek(j) != '"')
+        return j_syntax(j);
+    j->p++;
+    size_t n = 0;
+    while (j->p < j->end) {
+        unsigned char c = (unsigned char)*j->p;
+        if (c == '"') {
+            j->p++;
+            if (out)
+                out[n] = 0;
+            if (len)
+                *len = n;
+            return 0;
+        }
+        if (c < 0x20)
+            return j_syntax(j);           /* control characters must be escaped */
+        if (c != '\\') {
+            if (out)
+                out[n] = (char)c;
+            n++;
+            j->p++;
+            continue;
+        }
+        if (j->end - j->p < 2)
+            return j_syntax(j);
+        char e = j->p[1], d;
+        switch (e) {
+        case '"': d = '"'; break;
+        case '\\': d = '\\'; break;
+        case '/': d = '/'; break;
+        case 'b': d = '\b'; break;
+        case 'f': d = '\f'; break;
+        case 'n': d = '\n'; break;
+        case 'r': d = '\r'; break;
+        case 't': d = '\t'; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (j->end - j->p < 6 || hex4(j->p + 2, &cp))
+                return j_syntax(j);
+            size_t used = 6;
+            if (cp >= 0xdc00 && cp <= 0xdfff)
+                return j_syntax(j);       /* a lone trailing surrogate */
+            if (cp >= 0xd800 && cp <= 0xdbff) {
+                if (j->end - j->p < 12 || j->p[6] != '\\' || j->p[7] != 'u' || hex4(j->p + 8, &lo)
+                    || lo < 0xdc00 || lo > 0xdfff)
+                    return j_syntax(j);   /* a lone leading surrogate */
+                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                used = 12;
+            }
+            /* UTF-8 takes at most as many bytes as the escape (6 or 12) */
+            if (out) {
+                char *o = out + n;
+                if (cp < 0x80) { o[0] = (char)cp; n += 1; }
+                else if (cp < 0x800) { o[0] = (char)(0xc0 | cp >> 6); o[1] = (char)(0x80 | (cp & 0x3f)); n += 2; }
+                else if (cp < 0x10000) {
+                    o[0] = (char)(0xe0 | cp >> 12); o[1] = (char)(0x80 | (cp >> 6 & 0x3f));
+                    o[2] = (char)(0x80 | (cp & 0x3f)); n += 3;
+                } else {
+                    o[0] = (char)(0xf0 | cp >> 18); o[1] = (char)(0x80 | (cp >> 12 & 0x3f));
+                    o[2] = (char)(0x80 | (cp >> 6 & 0x3f)); o[3] = (char)(0x80 | (cp & 0x3f)); n += 4;
+                }
+            }
+            j->p += used;
+            continue;
+        }
+        default:
+            return j_syntax(j);
+        }
+        if (out)
+            out[n] = d;
+        n++;
+        j->p += 2;
+    }
+    return j_syntax(j);
+}
+
+/* A number at j->p.  *kind: 0 a non-negative integer that fits 64 bits (in
+ * *v), 1 a number that is not one (negative, fraction, exponent), 2 an
+ * integer above 2^64 - 1. */
+static int j_number(jp *j, uint64_t *v, int *kind)
+{
+    j_ws(j);
+    const char *p = j->p;
+    int neg = 0, overflow = 0, real = 0;
+    uint64_t x = 0;
+    if (p < j->end && *p == '-') {
+        neg = 1;
+        p++;
+    }
+    if (p >= j->end || *p < '0' || *p > '9')
+        return j_syntax(j);
+    if (*p == '0') {
+        p++;
+    } else {
+        while (p < j->end && *p >= '0' && *p <= '9') {
+            unsigned dgt = (unsigned)(*p++ - '0');
+            if (x > (UINT64_MAX - dgt) / 10)
+                overflow = 1;
+            else
+                x = x * 10 + dgt;
+        }
+    }
+    if (p < j->end && *p == '.') {
+        real = 1;
+        p++;
+        if (p >= j->end || *p < '0' || *p > '9')
+            return j->p = p, j_syntax(j);
+        while (p < j->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    if (p < j->end && (*p == 'e' || *p == 'E')) {
+        real = 1;
+        p++;
+        if (p < j->end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= j->end || *p < '0' || *p > '9')
+            return j->p = p, j_syntax(j);
+        while (p < j->end && *p >= '0' && *p <= '9')
+            p++;
+    }
+    j->p = p;
+    /* "-0" is zero to serde; any other minus sign is a negative number */
+    *kind = real || (neg && (x || overflow)) ? 1 : overflow ? 2 : 0;
+    *v = x;
+    return 0;
+}
+
+static int j_literal(jp *j, const char *word)
+{
+    size_t n = strlen(word);
+    if ((size_t)(j->end - j->p) < n || memcmp(j->p, word, n))
+        return j_syntax(j);
+    j->p += n;
+    return 0;
+}
+
+/* Any value, checked and passed over (iteratively: at most J_MAX_DEPTH
+ * arrays and objects deep). */
+static int j_skip(jp *j)
+{
+    char open[J_MAX_DEPTH];
+    int depth = 0;
+    for (;;) {
+        /* a value */
+        char c = j_peek(j);
+        if (c == '{' || c == '[') {
+            if (depth == J_MAX_DEPTH)
+                return ct_fail(j->err, CT_EFORMAT, "%s: header nests arrays and objects more than %d deep "
+                               "(near byte %zu)", j->label, J_MAX_DEPTH, (size_t)(j->p - j->start));
+            open[depth++] = c;
+            j->p++;
+            if (j_peek(j) == (c == '{' ? '}' : ']')) {
+                j->p++;
+                depth--;
+                goto after_value;
+            }
+            if (c == '{') {
+                TRY(j_string(j, NULL, NULL));
+                TRY(j_expect(j, ':'));
+            }
+            continue;
+        }
+        if (c == '"') {
+            TRY(j_string(j, NULL, NULL));
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            uint64_t v;
+            int kind;
+            TRY(j_number(j, &v, &kind));
+        } else {
+            TRY(j_literal(j, c == 't' ? "true" : c == 'f' ? "false" : "null"));
+        }
+after_value:
+        for (;;) {
+            if (!depth)
+                return 0;
+            char close = open[depth - 1] == '{' ? '}' : ']';
+            c = j_peek(j);
+            if (c == close) {
+                j->p++;
+                depth--;
+                continue;
+            }
+            if (c != ',')
+                return j_syntax(j);
+            j->p++;
+            if (open[depth - 1] == '{') {
+                TRY(j_string(j, NULL, NULL));
+                TRY(j_expect(j, ':'));
+            }
+            break;
+        }
+    }
+}
+
+enum { J_NOT_ARRAY = -1, J_NOT_INTS = -2 };
+
+/* [n, n, ...] of non-negative integers into out (at most max of them; *count
+ * gets how many there were).  J_NOT_ARRAY or J_NOT_INTS (no error recorded)
+ * when the value is something else, for the caller to say so. */
+static int j_int_array(jp *j, const char *name, const char *what, uint64_t *out, int max, int *count)
+{
+    int n = 0;
+    if (j_peek(j) != '[')
+        return J_NOT_ARRAY;
+    j->p++;
+    if (j_peek(j) == ']') {
+        j->p++;
+        *count = 0;
+        return 0;
+    }
+    for (;;) {
+        uint64_t v;
+        int kind;
+        char c = j_peek(j);
+        if (c == '"' || c == '{' || c == '[' || c == 't' || c == 'f' || c == 'n')
+            return J_NOT_INTS;
+        TRY(j_number(j, &v, &kind));
+        if (kind == 1)
+            return J_NOT_INTS;
+        if (kind == 2)
+            return ct_fail(j->err, CT_EFORMAT, "%s: tensor '%s': %s entry too large (above 2^64 - 1)",
+                           j->label, name, what);
+        if (n < max)
+            out[n] = v;
+        if (n < INT32_MAX)
+            n++;
+        c = j_peek(j);
+        if (c == ']') {
+            j->p++;
+            break;
+        }
+        if (c != ',')
+            return j_syntax(j);
+        j->p++;
+    }
+    *count = n;
+    return 0;
+}
+
+/* One tensor entry, the value of key `name`. */
+static int j_tensor(jp *j, const char *name, ct_st_tensor *t)
+{
+    const char *label = j->label;
+    ct_err *err = j->err;
+    if (j_peek(j) != '{') {
+        TRY(j_skip(j));
+        return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': entry is not a JSON object", label, name);
+    }
+    j->p++;
+    int have_dtype = 0, have_shape = 0, have_offs = 0;
+    if (j_peek(j) == '}') {
+        j->p++;
+        return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': missing or non-string \"dtype\"", label, name);
+    }
+    for (;;) {
+        size_t klen;
+        TRY(j_string(j, j->scratch, &klen));
+        TRY(j_expect(j, ':'));
+        int field = klen == 5 && !memcmp(j->scratch, "dtype", 5) ? 1
+                  : klen == 5 && !memcmp(j->scratch, "shape", 5) ? 2
+                  : klen == 12 && !memcmp(j->scratch, "data_offsets", 12) ? 3 : 0;
+        if (field && (field == 1 ? have_dtype : field == 2 ? have_shape : have_offs))
+            return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': duplicate field \"%s\"", label, name,
+                           field == 1 ? "dtype" : field == 2 ? "shape" : "data_offsets");
+        if (field == 1) {
+            if (j_peek(j) != '"')
+                return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': missing or non-string \"dtype\"", label, name);
+            TRY(j_string(j, j->scratch, NULL));
+            int d = ct_dtype_from_name(j->scratch);
+            if (d < 0)
+                return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': unknown dtype '%s'", label, name, j->scratch);
+            t->dtype = (ct_dtype)d;
+            have_dtype = 1;
+        } else if (field == 2) {
+            uint64_t dims[CT_MAX_DIMS];
+            int nd = 0, r = j_int_array(j, name, "shape", dims, CT_MAX_DIMS, &nd);
+            if (r == J_NOT_ARRAY)
+                return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': missing or non-array \"shape\"", label, name);
+            if (r == J_NOT_INTS)
+                return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': shape entries must be non-negative integers",
+                               label, name);
+            TRY(r);
+            if (nd > CT_MAX_DIMS)
+                return ct_fail(err, CT_EUNSUPPORTED, "%s: tensor '%s': %d dimensions (at most %d supported)",
+                               label, name, nd, CT_MAX_DIMS);
+            for (int k = 0; k < nd; k++) {
+                if (dims[k] > (uint64_t)INT64_MAX)
+                    return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': shape entry %" PRIu64 " too large",
+                                   label, name, dims[k]);
+                t->shape[k] = (int64_t)dims[k];
+            }
+            t->ndim = nd;
+            have_shape = 1;
+        } else if (field == 3) {
+            uint64_t o[2];
+            int n = 0, r = j_int_array(j, name, "data_offsets", o, 2, &n);
+            if (r > 0)
+                return r;
+            if (r < 0 || n != 2)
+                return ct_fail(err, CT_EFORMAT,
+                               "%s: tensor '%s': \"data_offsets\" must be two non-negative integers", label, name);
+            t->begin = o[0];
+            t->end = o[1];
+            have_offs = 1;
+        } else {
+            TRY(j_skip(j));
+        }
+        char c = j_peek(j);
+        if (c == '}') {
+            j->p++;
+            break;
+        }
+        if (c != ',')
+            return j_syntax(j);
+        j->p++;
+    }
+    if (!have_dtype)
+        return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': missing or non-string \"dtype\"", label, name);
+    if (!have_shape)
+        return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': missing or non-array \"shape\"", label, name);
+    if (!have_offs)
         return ct_fail(err, CT_EFORMAT,
                        "%s: tensor '%s': \"data_offsets\" must be two non-negative integers", label, name);
     if (t->end < t->begin)
@@ -173,81 +511,71 @@ static int parse_tensor(const char *label, const cJSON *item, ct_st_tensor *t, c
     return 0;
 }
 
-/* A header's parse tree lives in an arena of huge-page-backed chunks, not in
- * malloc's heap: about 700 bytes per tensor in small pieces (a header of
- * 100,000 tensors made 70 MB of them), faulted 4 KiB at a time, and the
- * heap kept them once freed.  cJSON's allocation hooks are global, so they
- * are set once to functions that use the calling thread's arena while it
- * parses a header and malloc otherwise.  Freeing in the arena does nothing:
- * the tree goes with the arena once the header is read. */
-typedef struct json_chunk { struct json_chunk *prev; size_t used, cap; } json_chunk;
-static _Thread_local json_chunk *json_arena;
-static _Thread_local size_t json_chunk_size;   /* non-zero while parsing */
-
-static void *json_alloc(size_t n)
+/* "__metadata__": null, or an object of strings */
+static int j_metadata(jp *j, ct_st *st)
 {
-    if (!json_chunk_size)
-        return malloc(n);
-    if (n > SIZE_MAX - 15)
-        return NULL;
-    n = (n + 15) & ~(size_t)15;
-    json_chunk *c = json_arena;
-    if (!c || c->cap - c->used < n) {
-        size_t hdr = (sizeof *c + 15) & ~(size_t)15, cap = json_chunk_size;
-        if (cap < n)
-            cap = n;
-        if (cap > SIZE_MAX - hdr || !(c = ct_big_calloc(1, hdr + cap)))
-            return NULL;
-        c->prev = json_arena;
-        c->used = hdr;
-        c->cap = hdr + cap;
-        json_arena = c;
-        if (json_chunk_size < ((size_t)64 << 20))
-            json_chunk_size *= 2;
+    const char *label = j->label;
+    ct_err *err = j->err;
+    char c = j_peek(j);
+    if (c == 'n')
+        return j_literal(j, "null");
+    if (c != '{') {
+        TRY(j_skip(j));
+        return ct_fail(err, CT_EFORMAT, "%s: \"__metadata__\" is not an object", label);
     }
-    void *p = (char *)c + c->used;
-    c->used += n;
-    return p;
-}
-
-static void json_free(void *p)
-{
-    if (!json_chunk_size)
-        free(p);
-}
-
-static void json_hooks(void)
-{
-    cJSON_Hooks h = {json_alloc, json_free};
-    cJSON_InitHooks(&h);
-}
-
-static void json_arena_begin(size_t header_len)
-{
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, json_hooks);
-    /* a first chunk of about what the tree of a header this long takes, and
-     * at least a huge page (it lives only while the header is parsed) */
-    size_t huge = ((size_t)2 << 20) - 256;
-    json_chunk_size = header_len < huge / 4 ? huge : header_len * 4;
-}
-
-static void json_arena_end(void)
-{
-    while (json_arena) {
-        json_chunk *prev = json_arena->prev;
-        ct_big_free(json_arena);
-        json_arena = prev;
+    j->p++;
+    if (j_peek(j) == '}') {
+        j->p++;
+        return 0;
     }
-    json_chunk_size = 0;
+    size_t cap = 0;
+    for (;;) {
+        size_t klen, vlen;
+        char *key = NULL;
+        TRY(j_string(j, j->scratch, &klen));
+        TRY(j_expect(j, ':'));
+        if (j_peek(j) != '"') {
+            TRY(j_skip(j));
+            return ct_fail(err, CT_EFORMAT, "%s: __metadata__ value for '%s' is not a string", label, j->scratch);
+        }
+        for (size_t i = 0; i < st->n_meta; i++)
+            if (strcmp(st->meta_kv[2 * i], j->scratch) == 0)
+                return ct_fail(err, CT_EFORMAT, "%s: duplicate __metadata__ key '%s'", label, j->scratch);
+        if (st->n_meta == cap) {
+            size_t ncap = cap ? 2 * cap : 8;
+            char **kv = realloc(st->meta_kv, 2 * ncap * sizeof *kv);
+            if (!kv)
+                return ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
+            st->meta_kv = kv;
+            cap = ncap;
+        }
+        if (!(key = malloc(klen + 1)))
+            return ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
+        memcpy(key, j->scratch, klen + 1);
+        st->meta_kv[2 * st->n_meta] = key;
+        st->meta_kv[2 * st->n_meta + 1] = NULL;
+        st->n_meta++;                     /* freed with st from here on */
+        TRY(j_string(j, j->scratch, &vlen));
+        if (!(st->meta_kv[2 * st->n_meta - 1] = malloc(vlen + 1)))
+            return ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
+        memcpy(st->meta_kv[2 * st->n_meta - 1], j->scratch, vlen + 1);
+        c = j_peek(j);
+        if (c == '}') {
+            j->p++;
+            return 0;
+        }
+        if (c != ',')
+            return j_syntax(j);
+        j->p++;
+    }
 }
 
 int ct_st_parse(const char *label, const char *header, size_t header_len,
                 uint64_t file_size, ct_st **out, ct_err *err)
 {
     int rc = 0;
-    cJSON *root = NULL;
     const ct_st_tensor **sorted = NULL;
+    jp j = {header, header, header + header_len, NULL, label, err};
     ct_st *st = calloc(1, sizeof *st);
     if (!st)
         return ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
@@ -267,96 +595,88 @@ int ct_st_parse(const char *label, const char *header, size_t header_len,
         rc = ct_fail(err, CT_EFORMAT, "%s: header contains a NUL character", label);
         goto fail;
     }
-    const char *end = NULL;
-    json_arena_begin(header_len);
-    root = cJSON_ParseWithLengthOpts(header, header_len, &end, 0);
-    if (!root) {
-        size_t at = end && end >= header ? (size_t)(end - header) : 0;
-        rc = ct_fail(err, CT_EFORMAT, "%s: header is not valid JSON (near byte %zu)", label, at);
-        goto fail;
-    }
-    for (const char *p = end; p < header + header_len; p++)
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            rc = ct_fail(err, CT_EFORMAT, "%s: header has trailing bytes after the JSON object (byte %zu)",
-                         label, (size_t)(p - header));
-            goto fail;
-        }
-    if (!cJSON_IsObject(root)) {
-        rc = ct_fail(err, CT_EFORMAT, "%s: header is not a JSON object", label);
-        goto fail;
-    }
-    size_t nitems = (size_t)cJSON_GetArraySize(root);
-    st->tensors = ct_big_calloc(nitems ? nitems : 1, sizeof *st->tensors);
-    st->index = ct_strmap_new(nitems);
-    if (!st->tensors || !st->index) {
+    /* A tensor entry takes at least 49 bytes of the header
+     * ("":{"dtype":"U8","shape":[],"data_offsets":[0,0]}), which bounds the
+     * table; names and strings decode to at most their length in the header.
+     * Large arrays are mappings whose untouched pages cost nothing. */
+    size_t max_tensors = header_len / 40 + 1;
+    st->tensors = ct_big_calloc(max_tensors, sizeof *st->tensors);
+    st->names = ct_big_calloc(header_len + 1, 1);
+    j.scratch = malloc(header_len + 1);   /* 4 KiB pages: only the longest key's are touched */
+    if (!st->tensors || !st->names || !j.scratch) {
         rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
         goto fail;
     }
-    /* The names go into one block, not one allocation each. */
-    size_t names_len = 1;
-    const cJSON *item;
-    cJSON_ArrayForEach(item, root)
-        names_len += strlen(item->string) + 1;     /* bounded by header_len */
-    if (!(st->names = ct_big_calloc(names_len, 1))) {
-        rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
+    char c = j_peek(&j);
+    if (c != '{') {
+        /* another kind of JSON value, or not JSON at all */
+        if (!c)
+            rc = j_syntax(&j);
+        else if (!(rc = j_skip(&j)))
+            rc = j_peek(&j) ? j_syntax(&j) : ct_fail(err, CT_EFORMAT, "%s: header is not a JSON object", label);
         goto fail;
     }
+    j.p++;
     char *name_at = st->names;
     int seen_meta = 0;
-    cJSON_ArrayForEach(item, root) {
-        if (strcmp(item->string, "__metadata__") == 0) {
-            if (seen_meta++) {
-                rc = ct_fail(err, CT_EFORMAT, "%s: duplicate key \"__metadata__\"", label);
+    if (j_peek(&j) == '}') {
+        j.p++;
+    } else {
+        for (;;) {
+            size_t nl;
+            if ((rc = j_string(&j, name_at, &nl)) || (rc = j_expect(&j, ':')))
                 goto fail;
-            }
-            if (cJSON_IsNull(item))
-                continue;
-            if (!cJSON_IsObject(item)) {
-                rc = ct_fail(err, CT_EFORMAT, "%s: \"__metadata__\" is not an object", label);
-                goto fail;
-            }
-            size_t nm = (size_t)cJSON_GetArraySize(item);
-            st->meta_kv = calloc(2 * nm + 1, sizeof *st->meta_kv);
-            if (!st->meta_kv) {
-                rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
-                goto fail;
-            }
-            const cJSON *m;
-            cJSON_ArrayForEach(m, item) {
-                if (!cJSON_IsString(m)) {
-                    rc = ct_fail(err, CT_EFORMAT, "%s: __metadata__ value for '%s' is not a string",
-                                 label, m->string);
+            if (nl == 12 && memcmp(name_at, "__metadata__", 12) == 0) {
+                if (seen_meta++) {
+                    rc = ct_fail(err, CT_EFORMAT, "%s: duplicate key \"__metadata__\"", label);
                     goto fail;
                 }
-                for (size_t j = 0; j < st->n_meta; j++)
-                    if (strcmp(st->meta_kv[2 * j], m->string) == 0) {
-                        rc = ct_fail(err, CT_EFORMAT, "%s: duplicate __metadata__ key '%s'", label, m->string);
-                        goto fail;
-                    }
-                st->meta_kv[2 * st->n_meta] = strdup(m->string);
-                st->meta_kv[2 * st->n_meta + 1] = strdup(m->valuestring);
-                st->n_meta++;
-                if (!st->meta_kv[2 * st->n_meta - 2] || !st->meta_kv[2 * st->n_meta - 1]) {
-                    rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
+                if ((rc = j_metadata(&j, st)))
+                    goto fail;
+            } else {
+                if (st->n == max_tensors) {       /* cannot happen (see above) */
+                    rc = j_syntax(&j);
                     goto fail;
                 }
+                ct_st_tensor *t = &st->tensors[st->n];
+                t->name = name_at;
+                if ((rc = j_tensor(&j, name_at, t)))
+                    goto fail;
+                name_at += nl + 1;
+                st->n++;
             }
-            continue;
+            c = j_peek(&j);
+            if (c == '}') {
+                j.p++;
+                break;
+            }
+            if (c != ',') {
+                rc = j_syntax(&j);
+                goto fail;
+            }
+            j.p++;
         }
-        ct_st_tensor *t = &st->tensors[st->n];
-        if ((rc = parse_tensor(label, item, t, err)))
-            goto fail;
-        size_t nl = strlen(item->string) + 1;
-        t->name = memcpy(name_at, item->string, nl);
-        name_at += nl;
-        st->n++;
-        int put = ct_strmap_put(st->index, t->name, st->n - 1);
+    }
+    j_ws(&j);
+    if (j.p < j.end) {
+        rc = ct_fail(err, CT_EFORMAT, "%s: header has trailing bytes after the JSON object (byte %zu)",
+                     label, (size_t)(j.p - header));
+        goto fail;
+    }
+    free(j.scratch);
+    j.scratch = NULL;
+    if (!(st->index = ct_strmap_new(st->n))) {
+        rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
+        goto fail;
+    }
+    for (size_t i = 0; i < st->n; i++) {
+        int put = ct_strmap_put(st->index, st->tensors[i].name, i);
         if (put < 0) {
             rc = ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
             goto fail;
         }
         if (put > 0) {
-            rc = ct_fail(err, CT_EFORMAT, "%s: duplicate tensor name '%s'", label, t->name);
+            rc = ct_fail(err, CT_EFORMAT, "%s: duplicate tensor name '%s'", label, st->tensors[i].name);
             goto fail;
         }
     }
@@ -387,12 +707,11 @@ int ct_st_parse(const char *label, const char *header, size_t header_len,
         goto fail;
     }
     free(sorted);
-    json_arena_end();     /* the tree with it */
     *out = st;
     return 0;
 fail:
     free(sorted);
-    json_arena_end();
+    free(j.scratch);
     ct_st_close(st);
     return rc;
 }

@@ -102,6 +102,52 @@ START_TEST(t_reject_header_level)
     REJECT("[1,2]", 0, CT_EFORMAT, "not a JSON object");
     REJECT("{} {}", 0, CT_EFORMAT, "trailing bytes after the JSON");
     REJECT("{\"a\\u0000b\":{}}", 0, CT_EFORMAT, "NUL");
+    /* JSON syntax, with the byte it goes wrong at */
+    REJECT("", 0, CT_EFORMAT, "not valid JSON (near byte 0)");
+    REJECT("   ", 0, CT_EFORMAT, "not valid JSON (near byte 3)");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},}", 1, CT_EFORMAT,
+           "not valid JSON (near byte 53)");                         /* trailing comma */
+    REJECT("{\"a\tb\":{}}", 0, CT_EFORMAT, "not valid JSON (near byte 3)"); /* raw control character */
+    REJECT("{\"\\ud800\":{}}", 0, CT_EFORMAT, "not valid JSON");     /* lone surrogates */
+    REJECT("{\"\\udc00x\":{}}", 0, CT_EFORMAT, "not valid JSON");
+    REJECT("{\"\\ud800\\u0041\":{}}", 0, CT_EFORMAT, "not valid JSON");
+    REJECT("{\"\\x41\":{}}", 0, CT_EFORMAT, "not valid JSON");      /* unknown escape */
+    REJECT("{\"\\u12g4\":{}}", 0, CT_EFORMAT, "not valid JSON");
+    REJECT("{\"a\" {}}", 0, CT_EFORMAT, "not valid JSON (near byte 5)");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":tru}}", 1, CT_EFORMAT,
+           "not valid JSON");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":[1 2]}}", 1, CT_EFORMAT,
+           "not valid JSON");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":{\"k\"}}}", 1, CT_EFORMAT,
+           "not valid JSON");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":-}}", 1, CT_EFORMAT,
+           "not valid JSON");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":01}}", 1, CT_EFORMAT,
+           "not valid JSON");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":1.}}", 1, CT_EFORMAT,
+           "not valid JSON");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":[}}}", 1, CT_EFORMAT,
+           "not valid JSON");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1 1],\"data_offsets\":[0,1]}}", 1, CT_EFORMAT,
+           "not valid JSON");
+    REJECT("\"just a string\"", 0, CT_EFORMAT, "not a JSON object");
+    REJECT("[1,2] x", 0, CT_EFORMAT, "not valid JSON (near byte 6)");
+    {
+        /* unknown fields may nest, up to serde_json's limit of 128 */
+        char h[1024];
+        snprintf(h, sizeof h, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":%.129s%.129s}}",
+                 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+        REJECT(h, 1, CT_EFORMAT, "nests arrays and objects more than 128 deep");
+        snprintf(h, sizeof h, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":%.128s%.128s}}",
+                 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+                 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
+        ACCEPT(h, 1);
+    }
 }
 END_TEST
 
@@ -120,7 +166,23 @@ START_TEST(t_reject_entries)
     REJECT(T1("F32", "[3]", "[0,8]"), 8, CT_EFORMAT, "needs 12");
     REJECT(T1("F32", "[4294967296,4294967296]", "[0,8]"), 8, CT_EFORMAT, "overflows");
     REJECT(T1("F64", "[1073741824,1073741824,1073741824]", "[0,8]"), 8, CT_EFORMAT, "overflows");
-    REJECT(T1("F64", "[1152921504606846976,16]", "[0,8]"), 8, CT_EFORMAT, "too large");
+    /* integers are read exactly up to 2^64 - 1 (2^60 * 16 elements overflow) */
+    REJECT(T1("F64", "[1152921504606846976,16]", "[0,8]"), 8, CT_EFORMAT, "element count overflows");
+    REJECT(T1("F64", "[18446744073709551616,0]", "[0,0]"), 0, CT_EFORMAT, "shape entry too large (above 2^64 - 1)");
+    REJECT(T1("F64", "[9223372036854775808,0]", "[0,0]"), 0, CT_EFORMAT, "shape entry 9223372036854775808 too large");
+    REJECT(T1("U8", "[1]", "[0,18446744073709551616]"), 1, CT_EFORMAT, "data_offsets entry too large");
+    /* as serde reads them: integers written as integers, no repeated field */
+    REJECT(T1("F32", "[2.0]", "[0,8]"), 8, CT_EFORMAT, "shape entries must be non-negative integers");
+    REJECT(T1("F32", "[2e0]", "[0,8]"), 8, CT_EFORMAT, "shape entries must be non-negative integers");
+    REJECT(T1("F32", "[2]", "[0,8.0]"), 8, CT_EFORMAT, "\"data_offsets\" must be two non-negative integers");
+    REJECT(T1("F32", "[2]", "[0,8,16]"), 8, CT_EFORMAT, "\"data_offsets\" must be two non-negative integers");
+    REJECT(T1("F32", "2", "[0,8]"), 8, CT_EFORMAT, "missing or non-array \"shape\"");
+    REJECT(T1("F32", "[2]", "\"0,8\""), 8, CT_EFORMAT, "\"data_offsets\" must be two");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+           CT_EFORMAT, "tensor 'a': duplicate field \"dtype\"");
+    REJECT("{\"a\":{\"dtype\":7,\"shape\":[1],\"data_offsets\":[0,1]}}", 1, CT_EFORMAT, "non-string \"dtype\"");
+    REJECT("{\"a\":{}}", 0, CT_EFORMAT, "tensor 'a': missing or non-string \"dtype\"");
+    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1, CT_EFORMAT, "\"data_offsets\" must be two");
     REJECT(T1("F4", "[3]", "[0,1]"), 1, CT_EFORMAT, "whole number of bytes");
     REJECT(T1("F32", "[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]", "[0,4]"), 4, CT_EUNSUPPORTED, "dimensions");
 }
@@ -156,6 +218,27 @@ START_TEST(t_accept)
            "\"y\":{\"dtype\":\"I8\",\"shape\":[0],\"data_offsets\":[8,8]}}", 8);   /* zero-size, 0-d */
     ACCEPT("{\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2],\"extra\":true}}", 2);
     ACCEPT("{\"\xc3\xa9t\xc3\xa9\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1);
+    /* unknown fields of every kind are passed over; keys and dtype may be escaped; "-0" is 0 */
+    ACCEPT("{\"a\":{\"x\":{\"k\":[1,-2.5e+3,\"s\\\"\",null,false,{}],\"e\":[]},\"dt\\u0079pe\":\"U\\u0038\","
+           "\"shape\":[ 2 ] ,\"data_offsets\" : [ -0 , 2 ],\"y\":0.5E-1}}", 2);
+    ACCEPT("{\"__metadata__\":null}", 0);
+    {
+        /* names and metadata decoded: escapes, surrogate pairs, raw UTF-8 */
+        char *p = tu_path(dir, "esc.safetensors");
+        const char *h = "{\"__metadata__\":{\"k\\n\":\"v\\u00e9\\ud83d\\ude00\\\\\"},"
+                        "\"a\\/b\\\"c\\u00e9\\ud83d\\ude00\\t\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}";
+        uint8_t one = 7;
+        tu_write_raw(p, h, strlen(h), &one, 1);
+        ct_err err = {0};
+        ct_st *st;
+        ck_assert_msg(ct_st_open(p, &st, &err) == 0, "%s", err.msg);
+        ck_assert_uint_eq(ct_st_count(st), 1);
+        ck_assert_str_eq(ct_st_get(st, 0)->name, "a/b\"c\xc3\xa9\xf0\x9f\x98\x80\t");
+        ck_assert_int_eq(ct_st_find(st, "a/b\"c\xc3\xa9\xf0\x9f\x98\x80\t"), 0);
+        ck_assert_str_eq(ct_st_meta_get(st, "k\n"), "v\xc3\xa9\xf0\x9f\x98\x80\\");
+        ct_st_close(st);
+        free(p);
+    }
     static const char *dts[] = {"BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0",
                                 "F8_E4M3FNUZ", "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "I32", "U32", "F32",
                                 "C64", "F64", "I64", "U64"};
