@@ -829,13 +829,25 @@ static int build(ct_source *s, ct_err *err)
     for (size_t f = 0; f < s->nfiles; f++)
         total += ct_st_count(s->files[f]);
     ct_strmap *stored = ct_strmap_new(total), *mods = ct_strmap_new(total);
-    module *mv = ct_big_calloc(total + 1, sizeof *mv);
-    size_t nm = 0;
+    /* Modules are gathered compactly (a whole `module` each took 520 bytes,
+     * 52 MB of fresh memory for a model of 100,000 weights): each stored
+     * piece notes its module and parameter, then the pieces are grouped by
+     * module and each module is filled in and built in turn. */
+    struct mod { char *prefix; size_t start, count; } *mv = ct_big_calloc(total + 1, sizeof *mv);
+    struct piece { uint32_t file, mod; const ct_st_tensor *t; int param; } *pieces =
+        ct_big_calloc(total + 1, sizeof *pieces);
+    size_t *order = ct_big_calloc(total + 1, sizeof *order);
+    size_t nm = 0, npieces = 0;
+    module m;
     /* every dense tensor consumes at least one stored tensor: total is
      * enough (new_tensor), and the table never moves while it fills */
     s->tensors = ct_big_calloc(total + 1, sizeof *s->tensors);
     s->cap = total + 1;
-    if (!stored || !mods || !mv || !s->tensors) {
+    if (total > UINT32_MAX) {
+        rc = ct_fail(err, CT_EUNSUPPORTED, "%zu stored tensors: at most %u supported", total, UINT32_MAX);
+        goto out;
+    }
+    if (!stored || !mods || !mv || !pieces || !order || !s->tensors) {
         rc = ct_fail(err, CT_ENOMEM, "out of memory");
         goto out;
     }
@@ -871,18 +883,31 @@ static int build(ct_source *s, ct_err *err)
                     goto out;
                 }
             }
-            mv[mi].slot[p] = ref;
-            mv[mi].file[p] = f;
+            mv[mi].count++;
+            pieces[npieces++] = (struct piece){(uint32_t)f, (uint32_t)mi, t, p};
         }
     }
+    /* group the pieces by module (counting sort: start is where each
+     * module's pieces begin in order, then where they end) */
+    for (size_t i = 1; i < nm; i++)
+        mv[i].start = mv[i - 1].start + mv[i - 1].count;
+    for (size_t k = 0; k < npieces; k++)
+        order[mv[pieces[k].mod].start++] = k;
     for (size_t i = 0; i < nm && !rc; i++) {
-        rc = build_module(s, &mv[i], err);
+        memset(&m, 0, sizeof m);
+        m.prefix = mv[i].prefix;
+        for (size_t k = mv[i].start - mv[i].count; k < mv[i].start; k++) {
+            const struct piece *pc = &pieces[order[k]];
+            m.slot[pc->param] = (ct_ref){s->files[pc->file], pc->t};
+            m.file[pc->param] = pc->file;
+        }
+        rc = build_module(s, &m, err);
         /* name the file of the module's first stored piece, if the
          * message does not already */
         for (int p = 0; rc && err && p < NPARAM; p++) {
-            if (!mv[i].slot[p].t)
+            if (!m.slot[p].t)
                 continue;
-            const char *path = ct_st_path(mv[i].slot[p].st);
+            const char *path = ct_st_path(m.slot[p].st);
             if (strncmp(err->msg, path, strlen(path)) != 0)
                 ct_err_prefix(err, "%s: ", path);
             break;
@@ -925,6 +950,8 @@ out:
     for (size_t i = 0; i < nm; i++)
         free(mv[i].prefix);
     ct_big_free(mv);
+    ct_big_free(pieces);
+    ct_big_free(order);
     ct_strmap_free(stored);
     ct_strmap_free(mods);
     return rc;
