@@ -153,6 +153,18 @@ static int j_expect(jp *j, char c)
     return 0;
 }
 
+/* After a member or an element: the closing bracket (*more = 0) or a comma
+ * (*more = 1), consumed. */
+static int j_more(jp *j, char close, int *more)
+{
+    char c = j_peek(j);
+    if (c != close && c != ',')
+        return j_syntax(j);
+    j->p++;
+    *more = c == ',';
+    return 0;
+}
+
 static int hex4(const char *p, unsigned *out)
 {
     unsigned v = 0;
@@ -399,14 +411,10 @@ static int j_int_array(jp *j, const char *name, const char *what, uint64_t *out,
             out[n] = v;
         if (n < INT32_MAX)
             n++;
-        c = j_peek(j);
-        if (c == ']') {
-            j->p++;
+        int more = 0;
+        TRY(j_more(j, ']', &more));
+        if (!more)
             break;
-        }
-        if (c != ',')
-            return j_syntax(j);
-        j->p++;
     }
     *count = n;
     return 0;
@@ -480,14 +488,10 @@ static int j_tensor(jp *j, const char *name, ct_st_tensor *t)
         } else {
             TRY(j_skip(j));
         }
-        char c = j_peek(j);
-        if (c == '}') {
-            j->p++;
+        int more = 0;
+        TRY(j_more(j, '}', &more));
+        if (!more)
             break;
-        }
-        if (c != ',')
-            return j_syntax(j);
-        j->p++;
     }
     if (!have_dtype)
         return ct_fail(err, CT_EFORMAT, "%s: tensor '%s': missing or non-string \"dtype\"", label, name);
@@ -559,14 +563,10 @@ static int j_metadata(jp *j, ct_st *st)
         if (!(st->meta_kv[2 * st->n_meta - 1] = malloc(vlen + 1)))
             return ct_fail(err, CT_ENOMEM, "%s: out of memory", label);
         memcpy(st->meta_kv[2 * st->n_meta - 1], j->scratch, vlen + 1);
-        c = j_peek(j);
-        if (c == '}') {
-            j->p++;
+        int more = 0;
+        TRY(j_more(j, '}', &more));
+        if (!more)
             return 0;
-        }
-        if (c != ',')
-            return j_syntax(j);
-        j->p++;
     }
 }
 
@@ -645,16 +645,11 @@ int ct_st_parse(const char *label, const char *header, size_t header_len,
                 name_at += nl + 1;
                 st->n++;
             }
-            c = j_peek(&j);
-            if (c == '}') {
-                j.p++;
-                break;
-            }
-            if (c != ',') {
-                rc = j_syntax(&j);
+            int more = 0;
+            if ((rc = j_more(&j, '}', &more)))
                 goto fail;
-            }
-            j.p++;
+            if (!more)
+                break;
         }
     }
     j_ws(&j);
