@@ -50,6 +50,8 @@ static int open_hdr(const char *header, size_t dlen, ct_err *err)
     } while (0)
 
 #define T1(dt, shp, off) "{\"a\":{\"dtype\":\"" dt "\",\"shape\":" shp ",\"data_offsets\":" off "}}"
+/* a valid one-byte tensor with an unknown field "x" of value v */
+#define TX(v) "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":" v "}}"
 
 START_TEST(t_reject_header_level)
 {
@@ -114,39 +116,30 @@ START_TEST(t_reject_header_level)
     REJECT("{\"\\x41\":{}}", 0, CT_EFORMAT, "not valid JSON");      /* unknown escape */
     REJECT("{\"\\u12g4\":{}}", 0, CT_EFORMAT, "not valid JSON");
     REJECT("{\"a\" {}}", 0, CT_EFORMAT, "not valid JSON (near byte 5)");
-    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":tru}}", 1, CT_EFORMAT,
-           "not valid JSON");
-    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":[1 2]}}", 1, CT_EFORMAT,
-           "not valid JSON");
-    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":{\"k\"}}}", 1, CT_EFORMAT,
-           "not valid JSON");
-    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":-}}", 1, CT_EFORMAT,
-           "not valid JSON");
-    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":01}}", 1, CT_EFORMAT,
-           "not valid JSON");
-    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":1.}}", 1, CT_EFORMAT,
-           "not valid JSON");
-    REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":[}}}", 1, CT_EFORMAT,
-           "not valid JSON");
+    REJECT(TX("tru"), 1, CT_EFORMAT, "not valid JSON");
+    REJECT(TX("[1 2]"), 1, CT_EFORMAT, "not valid JSON");
+    REJECT(TX("{\"k\"}"), 1, CT_EFORMAT, "not valid JSON");
+    REJECT(TX("-"), 1, CT_EFORMAT, "not valid JSON");
+    REJECT(TX("01"), 1, CT_EFORMAT, "not valid JSON");
+    REJECT(TX("1."), 1, CT_EFORMAT, "not valid JSON");
+    REJECT(TX("[}"), 1, CT_EFORMAT, "not valid JSON");
     REJECT("{\"a\":{\"dtype\":\"U8\",\"shape\":[1 1],\"data_offsets\":[0,1]}}", 1, CT_EFORMAT,
            "not valid JSON");
     REJECT("\"just a string\"", 0, CT_EFORMAT, "not a JSON object");
     REJECT("[1,2] x", 0, CT_EFORMAT, "not valid JSON (near byte 6)");
     {
         /* unknown fields may nest, up to serde_json's limit of 128 */
-        char h[1024];
-        snprintf(h, sizeof h, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":%.129s%.129s}}",
-                 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-                 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
-                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
-                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
-        REJECT(h, 1, CT_EFORMAT, "nests arrays and objects more than 128 deep");
-        snprintf(h, sizeof h, "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":%.128s%.128s}}",
-                 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
-                 "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
-                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
-                 "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]");
-        ACCEPT(h, 1);
+        char h[1024], x[300];
+        for (int depth = 128; depth <= 129; depth++) {
+            memset(x, '[', (size_t)depth);
+            memset(x + depth, ']', (size_t)depth);
+            x[2 * depth] = 0;
+            snprintf(h, sizeof h, TX("%s"), x);
+            if (depth == 128)
+                ACCEPT(h, 1);
+            else
+                REJECT(h, 1, CT_EFORMAT, "nests arrays and objects more than 128 deep");
+        }
     }
 }
 END_TEST
